@@ -1,0 +1,152 @@
+"""Background jobs: engine work in a worker thread with progress, ETA, cancel and errors.
+
+A job is a function ``fn(reporter) -> dict | None`` run in a daemon thread.
+Its :class:`JobReporter` writes stage, fraction, message and ETA to the jobs
+table (throttled), and raises :class:`~core.errors.JobCancelled` from
+``check_cancelled`` once someone called :meth:`JobRunner.cancel`. The worker
+never touches Streamlit: the UI polls :meth:`Store.get_job`, the CLI passes its
+own reporter. Results are persisted by ``fn`` itself as it makes them, so a
+failed or cancelled job leaves everything already committed intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+from core.errors import HostcpError, JobCancelled
+from core.progress import Reporter
+from core.store import JobRecord, Store, utcnow
+
+__all__ = ["JobRunner", "JobReporter", "JobFunction"]
+
+log = logging.getLogger(__name__)
+
+#: A job body: gets a reporter, returns a small JSON-able result (e.g. ``{"run_id": 3}``).
+JobFunction = Callable[[Reporter], "dict | None"]
+
+
+class JobReporter:
+    """Reporter writing progress of one job to the store.
+
+    Args:
+        store: The project store.
+        job_id: The job's row.
+        min_interval: Seconds between writes of progress (the last one always lands).
+    """
+
+    def __init__(self, store: Store, job_id: int, *, min_interval: float = 0.25) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.min_interval = min_interval
+        self._started = time.monotonic()
+        self._last_write = 0.0
+        self._cancel_event = threading.Event()
+
+    def report(self, stage: str, fraction: float, message: str = "") -> None:
+        """Record progress; the ETA is extrapolated from elapsed time and fraction."""
+        now = time.monotonic()
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if now - self._last_write < self.min_interval and fraction < 1.0:
+            return
+        self._last_write = now
+        elapsed = now - self._started
+        eta = elapsed * (1.0 - fraction) / fraction if fraction > 0.01 else None
+        self.store.update_job(self.job_id, stage=stage, fraction=fraction, message=message, eta_s=eta)
+
+    def cancel(self) -> None:
+        """Mark this job as cancelled from this process (no database round trip)."""
+        self._cancel_event.set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` when the job was asked to stop."""
+        if self._cancel_event.is_set() or self.store.cancel_requested(self.job_id):
+            self._cancel_event.set()
+            raise JobCancelled(f"job {self.job_id} cancelled")
+
+
+class JobRunner:
+    """Runs jobs in background threads and tracks them in the store.
+
+    One runner per process is enough; it is thread-safe. On construction it
+    marks jobs left running by a dead process as failed, so the store never
+    shows a job as running forever.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._threads: dict[int, threading.Thread] = {}
+        self._reporters: dict[int, JobReporter] = {}
+        self._lock = threading.Lock()
+        n = store.fail_interrupted_jobs()
+        if n:
+            log.warning("marked %d interrupted job(s) as failed", n)
+
+    def submit(
+        self,
+        kind: str,
+        fn: JobFunction,
+        *,
+        dataset_id: int | None = None,
+        params: dict | None = None,
+    ) -> int:
+        """Start ``fn`` in a worker thread; returns the job id at once."""
+        job_id = self.store.create_job(kind, dataset_id=dataset_id, params=params)
+        reporter = JobReporter(self.store, job_id)
+        thread = threading.Thread(
+            target=self._run, args=(job_id, fn, reporter), name=f"hostcp-job-{job_id}", daemon=True
+        )
+        with self._lock:
+            self._threads[job_id] = thread
+            self._reporters[job_id] = reporter
+        thread.start()
+        return job_id
+
+    def _run(self, job_id: int, fn: JobFunction, reporter: JobReporter) -> None:
+        self.store.update_job(job_id, status="running", started_at=utcnow(), stage="starting")
+        try:
+            result = fn(reporter)
+        except JobCancelled:
+            self.store.update_job(
+                job_id, status="cancelled", message="Cancelled by the user.", finished_at=utcnow()
+            )
+        except HostcpError as e:
+            self.store.update_job(job_id, status="failed", error=str(e), finished_at=utcnow())
+        except Exception as e:  # a bug, not bad input: keep the traceback in the log
+            log.error("job %d failed:\n%s", job_id, traceback.format_exc())
+            self.store.update_job(
+                job_id, status="failed", error=f"{type(e).__name__}: {e}", finished_at=utcnow()
+            )
+        else:
+            self.store.update_job(
+                job_id, status="done", fraction=1.0, eta_s=0.0, result=result or {},
+                finished_at=utcnow(), message="Finished.",
+            )
+        finally:
+            with self._lock:
+                self._reporters.pop(job_id, None)
+
+    def cancel(self, job_id: int) -> None:
+        """Ask a job to stop at its next check (between batches)."""
+        self.store.request_cancel(job_id)
+        with self._lock:
+            reporter = self._reporters.get(job_id)
+        if reporter is not None:
+            reporter.cancel()
+
+    def wait(self, job_id: int, timeout: float | None = None) -> JobRecord:
+        """Block until the job's thread ends (or ``timeout``); returns its record."""
+        with self._lock:
+            thread = self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)
+        return self.store.get_job(job_id)
+
+    def is_alive(self, job_id: int) -> bool:
+        """Whether the job's worker thread is still running in this process."""
+        with self._lock:
+            thread = self._threads.get(job_id)
+        return bool(thread and thread.is_alive())

@@ -1,0 +1,95 @@
+"""The background job runner: progress, cancellation, errors, consistency of the store."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from core.errors import DataError
+from core.jobs import JobRunner
+
+
+@pytest.fixture()
+def runner(store):
+    return JobRunner(store)
+
+
+def test_progress_is_reported_and_result_stored(runner, store):
+    seen = []
+
+    def work(reporter):
+        for i in range(5):
+            reporter.report("counting", (i + 1) / 5, f"step {i + 1}/5")
+            seen.append(store.get_job(job_id_box[0]).fraction)
+            time.sleep(0.3)
+        return {"answer": 42}
+
+    job_id_box: list[int] = []
+    job_id = runner.submit("demo", work)
+    job_id_box.append(job_id)
+    job = runner.wait(job_id, timeout=30)
+    assert job.status == "done" and job.result == {"answer": 42}
+    assert job.fraction == 1.0 and job.started_at and job.finished_at
+    assert seen == sorted(seen) and seen[0] > 0  # progress rose as the job ran
+
+
+def test_cancel_is_honoured_between_batches(runner, store):
+    started = threading.Event()
+    batches = []
+
+    def work(reporter):
+        for i in range(1000):
+            reporter.check_cancelled()
+            batches.append(i)
+            started.set()
+            time.sleep(0.01)
+        return {}
+
+    job_id = runner.submit("long", work)
+    assert started.wait(10)
+    runner.cancel(job_id)
+    job = runner.wait(job_id, timeout=30)
+    assert job.status == "cancelled" and len(batches) < 1000
+
+
+def test_cancel_through_the_store_alone(store):
+    """Another process (the CLI, a second tab) can cancel by writing the flag."""
+    runner = JobRunner(store)
+    started = threading.Event()
+
+    def work(reporter):
+        while True:
+            started.set()
+            reporter.check_cancelled()
+            time.sleep(0.01)
+
+    job_id = runner.submit("long", work)
+    assert started.wait(10)
+    store.request_cancel(job_id)
+    assert runner.wait(job_id, timeout=30).status == "cancelled"
+
+
+def test_failing_job_reports_error_and_keeps_committed_results(runner, store, digits_dataset,
+                                                               digits_split):
+    did = store.add_dataset(digits_dataset, digits_split)
+
+    def work(reporter):
+        store.add_run(did, method="random", budget=0.1, seed=0, settings={},
+                      selected=np.zeros(digits_dataset.n, bool), value=np.zeros(digits_dataset.n))
+        raise DataError("the data went bad halfway")
+
+    job = runner.wait(runner.submit("selection", work, dataset_id=did), timeout=30)
+    assert job.status == "failed" and job.error == "the data went bad halfway"
+    assert len(store.list_runs(did)) == 1  # committed before the failure, still there
+    assert store.get_dataset(did)[0].n == digits_dataset.n
+
+
+def test_unexpected_exception_is_captured(runner):
+    def work(reporter):
+        return 1 / 0
+
+    job = runner.wait(runner.submit("bug", work), timeout=30)
+    assert job.status == "failed" and "ZeroDivisionError" in job.error
