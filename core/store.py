@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS run_examples (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     example_index INTEGER NOT NULL,
     selected INTEGER NOT NULL,
-    value REAL NOT NULL,
+    value REAL,
     PRIMARY KEY (run_id, example_index)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mislabel_results (
@@ -577,7 +577,10 @@ class Store:
             run_id = int(cur.lastrowid)
             conn.executemany(
                 "INSERT INTO run_examples(run_id, example_index, selected, value) VALUES (?,?,?,?)",
-                ((run_id, i, int(s), float(v)) for i, (s, v) in enumerate(zip(selected, value, strict=True))),
+                (
+                    (run_id, i, int(s), None if np.isnan(v) else float(v))
+                    for i, (s, v) in enumerate(zip(selected, value, strict=True))
+                ),
             )
         return run_id
 
@@ -591,7 +594,9 @@ class Store:
                 "SELECT selected, value FROM run_examples WHERE run_id=? ORDER BY example_index",
                 (run_id,),
             ).fetchall()
-        arr = np.array([(e[0], e[1]) for e in ex], dtype=float).reshape(-1, 2)
+        arr = np.array(
+            [(e[0], np.nan if e[1] is None else e[1]) for e in ex], dtype=float
+        ).reshape(-1, 2)
         return RunRecord(
             id=row["id"], dataset_id=row["dataset_id"], method=row["method"], budget=row["budget"],
             seed=row["seed"], settings=json.loads(row["settings"]), info=json.loads(row["info"]),

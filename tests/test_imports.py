@@ -23,6 +23,9 @@ def test_core_never_imports_streamlit():
 
 
 def test_core_has_no_print_calls():
+    """Engine code logs; only the command line writes to stdout."""
     for path in Path(core.__file__).parent.rglob("*.py"):
+        if path.name == "cli.py":
+            continue
         for lineno, line in enumerate(path.read_text().splitlines(), 1):
             assert not line.lstrip().startswith("print("), f"{path}:{lineno} prints; use logging"

@@ -65,6 +65,7 @@ def test_run_round_trip(store, digits_dataset, digits_split):
     selected = np.zeros(n, dtype=bool)
     selected[::10] = True
     value = np.linspace(0, 1, n)
+    value[3] = np.nan  # not a candidate
     rid = store.add_run(did, method="random", budget=0.1, seed=3, settings={"a": 1},
                         selected=selected, value=value)
     run = store.get_run(rid)

@@ -1,0 +1,331 @@
+"""The ``hostcp`` command line: inspect, select, curve and export, over the same engine as the app.
+
+The subcommands and the columns of ``selection.csv`` are a public contract:
+extend them, never rename them. Errors in the input print one line on stderr
+and exit with status 2; progress goes to stderr (a bar in a terminal, plain
+lines otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import HostcpError
+
+__all__ = ["main", "SELECTION_COLUMNS", "load_input"]
+
+log = logging.getLogger(__name__)
+
+#: Columns of ``selection.csv``, in order (public contract).
+SELECTION_COLUMNS = ("index", "selected", "value", "mislabel_score", "flagged", "suggested_label")
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def load_input(source: str, *, label_column: str = "label"):
+    """Load DATA given on the command line: a file path, or ``demo:NAME`` for a built-in demo."""
+    from core.data import load_dataset, load_demo
+
+    if source.startswith("demo:"):
+        return load_demo(source.removeprefix("demo:"))
+    path = Path(source)
+    if not path.exists():
+        raise HostcpError(f"{source}: no such file. Give a .zip, .csv, .parquet or .npz path, or demo:NAME.")
+    return load_dataset(path, label_column=label_column)
+
+
+# ---------------------------------------------------------------- progress
+class _ProgressPrinter:
+    """Draws a job's progress on stderr: a bar in a terminal, a line per change otherwise."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._last = ""
+
+    def show(self, stage: str, fraction: float, message: str, eta: float | None) -> None:
+        pct = int(round(100 * fraction))
+        eta_txt = f" ETA {eta:4.0f}s" if eta is not None and fraction < 1 else ""
+        if self.tty:
+            bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
+            line = f"\r[{bar}] {pct:3d}% {stage}: {message}{eta_txt}"
+            self.stream.write(line[:160].ljust(len(self._last)))
+            self._last = line[:160]
+        else:
+            line = f"{pct:3d}% {stage}: {message}"
+            if line == self._last:
+                return
+            self._last = line
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self._last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _run_job(store, kind: str, fn, *, dataset_id: int | None = None) -> dict:
+    """Run ``fn`` through the job runner (as the app does) and draw its progress until it ends."""
+    from core.jobs import JobRunner
+
+    runner = JobRunner(store)
+    job_id = runner.submit(kind, fn, dataset_id=dataset_id)
+    printer = _ProgressPrinter()
+    try:
+        while runner.is_alive(job_id):
+            job = store.get_job(job_id)
+            if job.status == "running" and job.stage:
+                printer.show(job.stage, job.fraction, job.message, job.eta_s)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        runner.cancel(job_id)
+        runner.wait(job_id)
+    job = runner.wait(job_id)
+    printer.close()
+    if job.status == "cancelled":
+        raise KeyboardInterrupt
+    if job.status == "failed":
+        raise HostcpError(job.error or "the job failed")
+    return job.result or {}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------ commands
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from core.data import summarize
+
+    dataset = load_input(args.data, label_column=args.label_column)
+    print(summarize(dataset).to_text())
+    return EXIT_OK
+
+
+def _with_validation(data, val):
+    """One dataset of DATA's rows followed by VAL's rows, and the split that says which is which."""
+    from core.data.dataset import Dataset, Split
+
+    if data.kind != val.kind or data.shape != val.shape:
+        raise HostcpError(
+            f"VAL does not match DATA: {val.kind} {val.shape} against {data.kind} {data.shape}. "
+            "Give a validation set with the same columns or image size."
+        )
+    names = list(data.class_names)
+    unknown = sorted(set(val.class_names[i] for i in np.unique(val.labels)) - set(names))
+    if unknown:
+        raise HostcpError(f"VAL has classes that DATA lacks: {unknown}. Remove them or add them to DATA.")
+    val_labels = np.array([names.index(val.class_names[i]) for i in val.labels], dtype=np.int64)
+    both = Dataset(
+        name=data.name,
+        ids=np.concatenate([data.ids.astype(str), np.char.add("val:", val.ids.astype(str))]).astype(object),
+        labels=np.concatenate([data.labels, val_labels]),
+        class_names=data.class_names,
+        features=None if data.features is None else np.concatenate([data.features, val.features]),
+        images=None if data.images is None else np.concatenate([data.images, val.images]),
+        sources=np.concatenate([np.asarray(data.sources), np.asarray(val.sources)]).astype(object),
+        origin=f"{data.origin} + validation {val.origin}",
+    )
+    split = Split(
+        train=np.arange(data.n), val=np.arange(data.n, data.n + val.n), test=np.arange(0), seed=0
+    )
+    return both, split
+
+
+def _open_store(args: argparse.Namespace, out: Path):
+    from core.store import Store
+
+    return Store(Path(args.store) if args.store else out / "hostcp.sqlite")
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from core.data.dataset import make_split
+    from core.pipeline import SelectionSpec, run_selection
+
+    out = Path(args.out)
+    spec = SelectionSpec(method=args.method, budget=args.budget, seed=args.seed, device=args.device,
+                         backbone=args.backbone)
+    from core.valuation import available_methods
+
+    if args.method not in available_methods():
+        raise HostcpError(f"Unknown method {args.method!r}; choose one of {sorted(available_methods())}.")
+    data = load_input(args.data, label_column=args.label_column)
+    if args.val:
+        dataset, split = _with_validation(data, load_input(args.val, label_column=args.label_column))
+    else:
+        dataset = data
+        split = make_split(data.labels, val_fraction=args.val_fraction, test_fraction=0.0, seed=args.seed)
+    store = _open_store(args, out)
+    did = store.add_dataset(dataset, split)
+    result = _run_job(
+        store, "selection",
+        lambda reporter: {"run_id": run_selection(store, did, spec, reporter=reporter)},
+        dataset_id=did,
+    )
+    run = store.get_run(result["run_id"])
+    mis = store.latest_mislabels(did)
+    n = data.n
+    names = np.asarray(dataset.class_names, dtype=object)
+    table = pd.DataFrame({
+        "index": np.arange(n),
+        "selected": run.selected[:n].astype(int),
+        "value": run.value[:n],
+        "mislabel_score": mis["score"].to_numpy()[:n].round(6),
+        "flagged": mis["flagged"].to_numpy()[:n].astype(int),
+        "suggested_label": names[mis["suggested_label"].to_numpy()[:n]],
+    })[list(SELECTION_COLUMNS)]
+    _atomic_write_text(out / "selection.csv", table.to_csv(index=False))
+    k = int(table["selected"].sum())
+    print(
+        f"selected {k} of {len(run.value[:n][~np.isnan(run.value[:n])])} candidates with {args.method}; "
+        f"{int(table['flagged'].sum())} rows flagged as likely mislabelled; wrote {out / 'selection.csv'} "
+        f"(dataset {did} in {store.path})",
+    )
+    return EXIT_OK
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    from core.pipeline import import_dataset, run_value_curve
+    from core.valuation import available_methods
+
+    out = Path(args.out)
+    budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
+    if not budgets or any(not 0 < b <= 1 for b in budgets):
+        raise HostcpError(f"--budgets takes fractions in (0, 1] separated by commas; got {args.budgets!r}.")
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(available_methods())
+    unknown = sorted(set(methods) - set(available_methods()))
+    if unknown:
+        raise HostcpError(f"Unknown methods {unknown}; choose from {sorted(available_methods())}.")
+    dataset = load_input(args.data, label_column=args.label_column)
+    store = _open_store(args, out)
+    did = import_dataset(store, dataset, seed=0)
+    result: dict = {}
+
+    def work(reporter):
+        table = run_value_curve(store, did, methods=methods, budgets=budgets, seeds=args.seeds,
+                                backbone=args.backbone, device=args.device, reporter=reporter)
+        result["table"] = table
+        return {"rows": len(table)}
+
+    _run_job(store, "curve", work, dataset_id=did)
+    table = result["table"]
+    _atomic_write_text(out / "curve.csv", table.to_csv(index=False))
+    from core.charts import value_curve_figure
+
+    _atomic_write_text(out / "curve.html", value_curve_figure(table).to_html(include_plotlyjs=True))
+    summary = table.groupby(["method", "budget"])["accuracy"].agg(["mean", "std"]).reset_index()
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {out / 'curve.csv'} and {out / 'curve.html'}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from core.export import export_dataset
+    from core.store import Store
+
+    store_path = Path(args.project)
+    if store_path.is_dir():
+        store_path = store_path / "hostcp.sqlite"
+    if not store_path.exists():
+        raise HostcpError(f"{store_path}: no project database here. Run `hostcp select ... --out DIR` first.")
+    store = Store(store_path)
+    datasets = store.list_datasets()
+    if not datasets:
+        raise HostcpError(f"{store_path} holds no dataset yet.")
+    did = args.dataset if args.dataset is not None else datasets[0].id
+    path = export_dataset(store, did, Path(args.out), what=args.what, fmt=args.format)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+# -------------------------------------------------------------------- parser
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label-column", default="label", help="label column of a CSV/Parquet file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="hostcp", description="HOST-CP subset selection and label review for labelled datasets."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log engine details on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="load a dataset and print a summary (or what is wrong with it)")
+    p.add_argument("data", help="a .zip of class folders, .csv, .parquet, .npz, or demo:NAME")
+    _common(p)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("select", help="select the training subset of highest value")
+    p.add_argument("data")
+    p.add_argument("--out", required=True, help="folder for selection.csv and the project database")
+    p.add_argument("--val", help="validation set; without it a stratified share of DATA is held out")
+    p.add_argument("--budget", type=float, default=0.1, help="fraction of candidates to select")
+    p.add_argument("--method", default="hostcp", help="hostcp or a baseline name")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--backbone", default="auto", help="embedding backbone (auto, standardize, pixels...)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share without --val")
+    p.add_argument("--store", help="project database path (default: OUT/hostcp.sqlite)")
+    _common(p)
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("curve", help="value curves: test accuracy of each method's subset per budget")
+    p.add_argument("data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--budgets", default="0.05,0.1,0.2,0.3")
+    p.add_argument("--methods", default="", help="comma-separated; default all")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--backbone", default="auto")
+    p.add_argument("--store", help="project database path (default: OUT/hostcp.sqlite)")
+    _common(p)
+    p.set_defaults(func=cmd_curve)
+
+    p = sub.add_parser("export", help="export the cleaned dataset with its provenance manifest")
+    p.add_argument("project", help="a project folder (from select --out) or its .sqlite file")
+    p.add_argument("--out", required=True, help="output file (.zip, .csv or .parquet)")
+    p.add_argument("--dataset", type=int, help="dataset id (default: the newest)")
+    p.add_argument("--what", default="subset", choices=["subset", "kept"],
+                   help="the chosen subset, or all kept (not excluded) examples")
+    p.add_argument("--format", default=None, choices=["zip", "csv", "parquet"],
+                   help="default: from the --out extension")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hostcp`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except HostcpError as e:
+        print(f"hostcp {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"hostcp {args.command}: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""The engine's steps on a stored dataset: import, embed, detect mislabels, select, curves, UMAP.
+
+Each step reads what it needs from the :class:`~core.store.Store`, reports
+progress through a :class:`~core.progress.Reporter`, and writes its result
+back to the store, so the UI and the CLI run the same code (usually as a
+background job through :class:`~core.jobs.JobRunner`).
+
+Review decisions are applied everywhere: relabelled examples carry their new
+label, excluded ones are never candidates for selection.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.data.dataset import Dataset, make_split
+from core.errors import ConfigError
+from core.progress import NullReporter, Reporter, SubReporter
+from core.store import RunRecord, Store
+
+__all__ = [
+    "SelectionSpec",
+    "import_dataset",
+    "dataset_embeddings",
+    "detect",
+    "current_mislabels",
+    "run_selection",
+    "selection_at_budget",
+    "run_value_curve",
+    "compute_umap",
+    "DEFAULT_BUDGETS",
+]
+
+log = logging.getLogger(__name__)
+
+#: Budgets (fractions of the training split) of the value curves.
+DEFAULT_BUDGETS = (0.05, 0.1, 0.2, 0.3)
+
+
+@dataclass(frozen=True)
+class SelectionSpec:
+    """What to run: a method at a budget, on one embedding."""
+
+    method: str = "hostcp"  # a name from core.valuation.available_methods()
+    budget: float = 0.1  # fraction of the candidates to select, in (0, 1]
+    seed: int = 0  # seeds the method (shuffles, initialisation, bootstrap)
+    backbone: str = "auto"  # embedding backbone, see core.embeddings.available_backbones()
+    device: str = "auto"  # auto | cpu | cuda
+    config: dict[str, Any] = field(default_factory=dict)  # method settings (e.g. HostCPConfig fields)
+
+    def __post_init__(self) -> None:
+        if not 0 < float(self.budget) <= 1:
+            raise ConfigError(f"The budget is a fraction in (0, 1]; got {self.budget}.")
+
+
+def import_dataset(
+    store: Store,
+    dataset: Dataset,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+) -> int:
+    """Split ``dataset`` (stratified, seeded) and store it; returns the dataset id."""
+    split = make_split(dataset.labels, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    return store.add_dataset(dataset, split)
+
+
+def dataset_embeddings(
+    store: Store,
+    dataset_id: int,
+    *,
+    backbone: str = "auto",
+    device: str = "auto",
+    reporter: Reporter | None = None,
+) -> np.ndarray:
+    """``(N, D)`` embeddings of a stored dataset, cached on disk beside the store.
+
+    Computed from the dataset's original labels (a backbone trained on the data
+    uses them), so reviewing labels does not change the embedding space.
+    """
+    from core.embeddings import embed
+
+    dataset, _ = store.get_dataset(dataset_id)
+    return embed(
+        dataset,
+        backbone=backbone,
+        cache_dir=store.files_dir / "embeddings",
+        device=device,
+        reporter=reporter,
+    )
+
+
+def detect(
+    store: Store,
+    dataset_id: int,
+    *,
+    backbone: str = "auto",
+    seed: int = 0,
+    threshold: float | None = None,
+    device: str = "auto",
+    reporter: Reporter | None = None,
+) -> int:
+    """Score every example for being mislabelled (with current labels); returns the result id."""
+    from core.mislabel import detect_mislabels
+
+    reporter = reporter or NullReporter()
+    emb = dataset_embeddings(
+        store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0, 0.5)
+    )
+    labels, _ = store.effective_labels(dataset_id)
+    info = store.dataset_info(dataset_id)
+    reporter.report("mislabel detection", 0.5, "scoring labels out of fold")
+    reporter.check_cancelled()
+    result = detect_mislabels(emb, labels, n_classes=len(info.class_names), seed=seed, threshold=threshold)
+    rid = store.add_mislabel_result(
+        dataset_id,
+        score=result.score,
+        flagged=result.flagged,
+        suggested_label=result.suggested_label,
+        suggested_confidence=result.suggested_confidence,
+        noise_rate=result.noise_rate,
+        threshold=result.threshold,
+        settings={"backbone": backbone, "seed": seed, "threshold": threshold},
+    )
+    reporter.report("mislabel detection", 1.0, f"{int(result.flagged.sum())} examples flagged")
+    return rid
+
+
+def current_mislabels(store: Store, dataset_id: int, **detect_options: Any) -> pd.DataFrame:
+    """The newest mislabel scores, recomputed first if labels changed since they were made."""
+    df = store.latest_mislabels(dataset_id)
+    if df is None or df.attrs["labels_revision"] != store.labels_revision(dataset_id):
+        detect(store, dataset_id, **detect_options)
+        df = store.latest_mislabels(dataset_id)
+    return df
+
+
+def _candidates(store: Store, dataset_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training rows that are not excluded, validation rows, and the current labels."""
+    _, split = store.get_dataset(dataset_id)
+    labels, excluded = store.effective_labels(dataset_id)
+    cand = split.train[~excluded[split.train]]
+    val = split.val[~excluded[split.val]]
+    if len(cand) == 0:
+        raise ConfigError("Every training example is excluded; undo some exclusions first.")
+    if len(val) == 0:
+        raise ConfigError(
+            "The validation split is empty; the dataset is too small. Add examples or "
+            "import it with a larger validation fraction."
+        )
+    return cand, val, labels
+
+
+def run_selection(
+    store: Store, dataset_id: int, spec: SelectionSpec, *, reporter: Reporter | None = None
+) -> int:
+    """Run one selection method on the dataset's training split; returns the run id.
+
+    Mislabel scores (recomputed if labels changed) are passed to the method as
+    ``flagged`` and ``suspect``; methods that honour them never open flagged points.
+    """
+    from core.valuation import SelectionTask, get_method
+
+    reporter = reporter or NullReporter()
+    info = store.dataset_info(dataset_id)
+    emb = dataset_embeddings(
+        store, dataset_id, backbone=spec.backbone, device=spec.device,
+        reporter=SubReporter(reporter, 0.0, 0.1),
+    )
+    reporter.report("mislabel detection", 0.1, "checking labels")
+    mis = current_mislabels(store, dataset_id, backbone=spec.backbone, device=spec.device)
+    cand, val, labels = _candidates(store, dataset_id)
+    reporter.check_cancelled()
+    from core.device import resolve_device
+
+    task = SelectionTask(
+        x_train=emb[cand].astype(np.float32),
+        y_train=labels[cand],
+        x_val=emb[val].astype(np.float32),
+        y_val=labels[val],
+        n_classes=len(info.class_names),
+        budget=float(spec.budget),
+        seed=int(spec.seed),
+        flagged=mis["flagged"].to_numpy()[cand],
+        suspect=mis["score"].to_numpy()[cand],
+        device=str(resolve_device(spec.device)),
+    )
+    method = get_method(spec.method, **spec.config).fit(task, reporter=SubReporter(reporter, 0.2, 1.0))
+    result = method.result
+    selected = np.zeros(info.n, dtype=bool)
+    selected[cand] = result.selected
+    value = np.full(info.n, np.nan)
+    value[cand] = result.scores
+    return store.add_run(
+        dataset_id,
+        method=spec.method,
+        budget=spec.budget,
+        seed=spec.seed,
+        settings=asdict(spec),
+        selected=selected,
+        value=value,
+        info={"k": int(result.selected.sum()), "n_candidates": int(len(cand)), **_jsonable(result.info)},
+    )
+
+
+def _jsonable(info: dict) -> dict:
+    """Keep only the entries of a result's ``info`` that JSON can hold."""
+    out = {}
+    for k, v in info.items():
+        if isinstance(v, (bool, int, float, str)) or v is None:
+            out[k] = v
+        elif isinstance(v, np.generic):
+            out[k] = v.item()
+        elif isinstance(v, (list, tuple)) and len(v) <= 1000:
+            out[k] = [x.item() if isinstance(x, np.generic) else x for x in v]
+    return out
+
+
+def selection_at_budget(run: RunRecord, budget: float) -> np.ndarray:
+    """``(N,)`` preview of the subset at another budget, from the run's stored values.
+
+    At the run's own budget this is exactly the run's subset; elsewhere it is the
+    top of the run's per-point value among its candidates (ties by index).
+    """
+    cand = np.flatnonzero(~np.isnan(run.value))
+    k = int(round(float(budget) * len(cand)))
+    if abs(budget - run.budget) < 1e-9:
+        return run.selected.copy()
+    order = cand[np.lexsort((cand, -run.value[cand]))]
+    out = np.zeros(len(run.value), dtype=bool)
+    out[order[: max(0, min(k, len(cand)))]] = True
+    return out
+
+
+def run_value_curve(
+    store: Store,
+    dataset_id: int,
+    *,
+    methods: tuple[str, ...] | list[str] | None = None,
+    budgets: tuple[float, ...] | list[float] = DEFAULT_BUDGETS,
+    seeds: int = 3,
+    backbone: str = "auto",
+    device: str = "auto",
+    reporter: Reporter | None = None,
+) -> pd.DataFrame:
+    """Test accuracy of each method's subset at each budget over seeds; stored and returned.
+
+    Columns: method, budget, seed, accuracy, n_selected (method ``full`` is all candidates).
+    """
+    from core.evaluate import value_curve
+    from core.valuation import available_methods
+
+    reporter = reporter or NullReporter()
+    methods = list(methods or available_methods())
+    info = store.dataset_info(dataset_id)
+    _, split = store.get_dataset(dataset_id)
+    if len(split.test) == 0:
+        raise ConfigError("This dataset has no test split, so subset value cannot be measured.")
+    emb = dataset_embeddings(
+        store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0, 0.05)
+    )
+    mis = current_mislabels(store, dataset_id, backbone=backbone, device=device)
+    cand, val, labels = _candidates(store, dataset_id)
+    test = split.test
+    table = value_curve(
+        emb[cand], labels[cand], emb[val], labels[val], emb[test], labels[test],
+        n_classes=len(info.class_names), budgets=list(budgets), methods=methods,
+        seeds=list(range(seeds)), flagged=mis["flagged"].to_numpy()[cand],
+        suspect=mis["score"].to_numpy()[cand], reporter=SubReporter(reporter, 0.05, 1.0),
+    )
+    key = f"{backbone}|{','.join(methods)}|{','.join(map(str, budgets))}|{seeds}"
+    store.put_table(dataset_id, "curve", key, table)
+    return table
+
+
+def compute_umap(
+    store: Store,
+    dataset_id: int,
+    *,
+    backbone: str = "auto",
+    device: str = "auto",
+    seed: int = 0,
+    reporter: Reporter | None = None,
+) -> np.ndarray:
+    """``(N, 2)`` UMAP layout of the embeddings, computed once per dataset and backbone."""
+    key = f"{backbone}|{seed}"
+    cached = store.get_artifact(dataset_id, "umap", key)
+    if cached is not None:
+        return cached
+    reporter = reporter or NullReporter()
+    emb = dataset_embeddings(
+        store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0, 0.3)
+    )
+    reporter.report("umap", 0.3, "laying out the map (first run compiles numba, ~15 s)")
+    reporter.check_cancelled()
+    import umap
+
+    n_neighbors = int(min(15, max(2, len(emb) - 1)))
+    layout = umap.UMAP(n_neighbors=n_neighbors, random_state=seed, n_jobs=1).fit_transform(emb)
+    layout = np.asarray(layout, dtype=np.float32)
+    store.put_artifact(dataset_id, "umap", key, layout)
+    reporter.report("umap", 1.0, "map ready")
+    return layout

@@ -1,0 +1,124 @@
+"""The `hostcp` command line end to end: file shape, columns, counts, exit codes, README examples."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.cli import SELECTION_COLUMNS, main
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSTCP = str(Path(sys.executable).with_name("hostcp"))
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory) -> Path:
+    """A 3-class tabular dataset with 8 features and string labels, 10% of labels flipped."""
+    rng = np.random.default_rng(0)
+    n = 240
+    y = rng.integers(0, 3, n)
+    centers = rng.normal(0, 3, (3, 8))
+    x = centers[y] + rng.normal(0, 1, (n, 8))
+    flip = rng.random(n) < 0.1
+    y_noisy = np.where(flip, (y + 1) % 3, y)
+    df = pd.DataFrame(x, columns=[f"f{i}" for i in range(8)])
+    df["label"] = np.array(["ant", "bee", "cat"])[y_noisy]
+    path = tmp_path_factory.mktemp("csv") / "small.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def _selection(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "selection.csv")
+
+
+@pytest.mark.parametrize("method", ["hostcp", "random"])
+def test_select_writes_the_contracted_file(small_csv, tmp_path, method, capsys):
+    out = tmp_path / "out"
+    code = main(["select", str(small_csv), "--out", str(out), "--budget", "0.1", "--method", method])
+    assert code == 0, capsys.readouterr().err
+    df = _selection(out)
+    assert tuple(df.columns) == SELECTION_COLUMNS
+    assert len(df) == 240 and df["index"].tolist() == list(range(240))
+    candidates = df["value"].notna()
+    assert candidates.sum() == 240 - 48  # 20% held out for validation, stratified
+    assert df["selected"].sum() == round(0.1 * candidates.sum())
+    assert not df.loc[~candidates, "selected"].any()  # held-out rows are never selected
+    assert df["mislabel_score"].between(0, 1).all()
+    assert set(df["flagged"].unique()) <= {0, 1} and df["flagged"].sum() > 0
+    assert set(df["suggested_label"]) <= {"ant", "bee", "cat"}
+
+
+def test_select_with_a_validation_file_makes_every_row_a_candidate(small_csv, tmp_path):
+    df = pd.read_csv(small_csv)
+    data, val = tmp_path / "data.csv", tmp_path / "val.csv"
+    df.iloc[:180].to_csv(data, index=False)
+    df.iloc[180:].to_csv(val, index=False)
+    out = tmp_path / "out"
+    assert main(["select", str(data), "--val", str(val), "--out", str(out), "--budget", "0.2",
+                 "--method", "random"]) == 0
+    sel = _selection(out)
+    assert len(sel) == 180 and sel["value"].notna().all() and sel["selected"].sum() == 36
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["select", "missing.csv", "--out", "o"], "no such file"),
+        (["select", "{csv}", "--out", "o", "--label-column", "target"], "target"),
+        (["select", "{csv}", "--out", "o", "--budget", "1.5"], "budget"),
+        (["select", "{csv}", "--out", "o", "--method", "magic"], "Unknown method"),
+        (["inspect", "{bad}"], ""),
+        (["curve", "{csv}", "--out", "o", "--budgets", "0.1,7"], "--budgets"),
+        (["export", "{empty}", "--out", "x.csv"], "no project database"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(small_csv, tmp_path, capsys, args, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    (tmp_path / "empty").mkdir()
+    argv = [a.format(csv=small_csv, bad=bad, empty=tmp_path / "empty") for a in args]
+    argv = [str(tmp_path / a) if a in ("o", "x.csv") else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("hostcp ")
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_inspect_prints_a_summary(small_csv, capsys):
+    assert main(["inspect", str(small_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "240" in out and "ant" in out and "bee" in out
+
+
+def _readme_cli_examples() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## The command line", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.strip().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_readme_cli_examples_run_as_written(tmp_path):
+    examples = _readme_cli_examples()
+    assert len(examples) >= 4 and all(e.startswith("hostcp ") for e in examples)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for line in examples:
+        argv = shlex.split(line)
+        proc = subprocess.run([HOSTCP, *argv[1:]], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"
+    sel = pd.read_csv(tmp_path / "out/digits/selection.csv")
+    assert tuple(sel.columns) == SELECTION_COLUMNS and len(sel) == 1797
+    assert (tmp_path / "out/digits/subset.zip").stat().st_size > 0
+    curve = pd.read_csv(tmp_path / "out/curve/curve.csv")
+    assert set(curve["method"]) >= {"random", "hostcp", "full"}
+    assert re.search("plotly", (tmp_path / "out/curve/curve.html").read_text()[:5000], re.I)
