@@ -39,28 +39,49 @@ def value_curve_figure(
         g = g.sort_values("budget")
         color = METHOD_COLORS.get(method, None)
         x = (100 * g["budget"]).tolist()
-        fig.add_trace(go.Scatter(
-            x=x + x[::-1],
-            y=(g["mean"] + g["std"]).tolist() + (g["mean"] - g["std"]).tolist()[::-1],
-            fill="toself", line={"width": 0}, fillcolor=color, opacity=0.15,
-            hoverinfo="skip", showlegend=False, legendgroup=method,
-        ))
-        fig.add_trace(go.Scatter(
-            x=x, y=g["mean"], mode="lines+markers", name=labels.get(method, method),
-            line={"color": color, "width": 3 if method == "hostcp" else 1.5}, legendgroup=method,
-            customdata=np.stack([g["std"], g["count"]], axis=1),
-            hovertemplate="%{x:.0f}%: %{y:.3f} ± %{customdata[0]:.3f} (%{customdata[1]} seeds)",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=x + x[::-1],
+                y=(g["mean"] + g["std"]).tolist() + (g["mean"] - g["std"]).tolist()[::-1],
+                fill="toself",
+                line={"width": 0},
+                fillcolor=color,
+                opacity=0.15,
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup=method,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=g["mean"],
+                mode="lines+markers",
+                name=labels.get(method, method),
+                line={"color": color, "width": 3 if method == "hostcp" else 1.5},
+                legendgroup=method,
+                customdata=np.stack([g["std"], g["count"]], axis=1),
+                hovertemplate="%{x:.0f}%: %{y:.3f} ± %{customdata[0]:.3f} (%{customdata[1]} seeds)",
+            )
+        )
     full = stats[stats["method"] == "full"]
     if len(full):
-        fig.add_hline(y=float(full["mean"].mean()), line_dash="dash", line_color="black",
-                      annotation_text="all training data", annotation_position="bottom right")
+        fig.add_hline(
+            y=float(full["mean"].mean()),
+            line_dash="dash",
+            line_color="black",
+            annotation_text="all training data",
+            annotation_position="bottom right",
+        )
     if current_budget is not None:
-        fig.add_vline(x=100 * current_budget, line_dash="dot", line_color="#444",
-                      annotation_text="current budget")
+        fig.add_vline(
+            x=100 * current_budget, line_dash="dot", line_color="#444", annotation_text="current budget"
+        )
     fig.update_layout(
-        xaxis_title="budget (% of training data)", yaxis_title="test accuracy",
-        margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.2},
+        xaxis_title="budget (% of training data)",
+        yaxis_title="test accuracy",
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "y": -0.2},
         height=420,
     )
     return fig
@@ -94,19 +115,34 @@ def map_figure(
     ]
     for name, mask, color, size in groups:
         idx = np.flatnonzero(mask)
-        fig.add_trace(go.Scattergl(
-            x=layout[idx, 0], y=layout[idx, 1], mode="markers", name=f"{name} ({len(idx)})",
-            marker={"color": color, "size": size, "opacity": 0.85},
-            customdata=hover.iloc[idx].to_numpy(), hovertemplate=template,
-        ))
+        fig.add_trace(
+            go.Scattergl(
+                x=layout[idx, 0],
+                y=layout[idx, 1],
+                mode="markers",
+                name=f"{name} ({len(idx)})",
+                marker={"color": color, "size": size, "opacity": 0.85},
+                customdata=hover.iloc[idx].to_numpy(),
+                hovertemplate=template,
+            )
+        )
     idx = np.flatnonzero(flagged)
-    fig.add_trace(go.Scattergl(
-        x=layout[idx, 0], y=layout[idx, 1], mode="markers", name=f"flagged ({len(idx)})",
-        marker={"color": "rgba(0,0,0,0)", "size": 11, "line": {"color": "black", "width": 1.5}},
-        customdata=hover.iloc[idx].to_numpy(), hovertemplate=template,
-    ))
+    fig.add_trace(
+        go.Scattergl(
+            x=layout[idx, 0],
+            y=layout[idx, 1],
+            mode="markers",
+            name=f"flagged ({len(idx)})",
+            marker={"color": "rgba(0,0,0,0)", "size": 11, "line": {"color": "black", "width": 1.5}},
+            customdata=hover.iloc[idx].to_numpy(),
+            hovertemplate=template,
+        )
+    )
     fig.update_layout(
-        xaxis={"visible": False}, yaxis={"visible": False}, height=520,
-        margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "h", "y": -0.05},
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        height=520,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        legend={"orientation": "h", "y": -0.05},
     )
     return fig

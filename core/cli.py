@@ -144,9 +144,7 @@ def _with_validation(data, val):
         sources=np.concatenate([np.asarray(data.sources), np.asarray(val.sources)]).astype(object),
         origin=f"{data.origin} + validation {val.origin}",
     )
-    split = Split(
-        train=np.arange(data.n), val=np.arange(data.n, data.n + val.n), test=np.arange(0), seed=0
-    )
+    split = Split(train=np.arange(data.n), val=np.arange(data.n, data.n + val.n), test=np.arange(0), seed=0)
     return both, split
 
 
@@ -161,8 +159,9 @@ def cmd_select(args: argparse.Namespace) -> int:
     from core.pipeline import SelectionSpec, run_selection
 
     out = Path(args.out)
-    spec = SelectionSpec(method=args.method, budget=args.budget, seed=args.seed, device=args.device,
-                         backbone=args.backbone)
+    spec = SelectionSpec(
+        method=args.method, budget=args.budget, seed=args.seed, device=args.device, backbone=args.backbone
+    )
     from core.valuation import available_methods
 
     if args.method not in available_methods():
@@ -176,7 +175,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     store = _open_store(args, out)
     did = store.add_dataset(dataset, split)
     result = _run_job(
-        store, "selection",
+        store,
+        "selection",
         lambda reporter: {"run_id": run_selection(store, did, spec, reporter=reporter)},
         dataset_id=did,
     )
@@ -184,14 +184,16 @@ def cmd_select(args: argparse.Namespace) -> int:
     mis = store.latest_mislabels(did)
     n = data.n
     names = np.asarray(dataset.class_names, dtype=object)
-    table = pd.DataFrame({
-        "index": np.arange(n),
-        "selected": run.selected[:n].astype(int),
-        "value": run.value[:n],
-        "mislabel_score": mis["score"].to_numpy()[:n].round(6),
-        "flagged": mis["flagged"].to_numpy()[:n].astype(int),
-        "suggested_label": names[mis["suggested_label"].to_numpy()[:n]],
-    })[list(SELECTION_COLUMNS)]
+    table = pd.DataFrame(
+        {
+            "index": np.arange(n),
+            "selected": run.selected[:n].astype(int),
+            "value": run.value[:n],
+            "mislabel_score": mis["score"].to_numpy()[:n].round(6),
+            "flagged": mis["flagged"].to_numpy()[:n].astype(int),
+            "suggested_label": names[mis["suggested_label"].to_numpy()[:n]],
+        }
+    )[list(SELECTION_COLUMNS)]
     _atomic_write_text(out / "selection.csv", table.to_csv(index=False))
     k = int(table["selected"].sum())
     print(
@@ -220,8 +222,16 @@ def cmd_curve(args: argparse.Namespace) -> int:
     result: dict = {}
 
     def work(reporter):
-        table = run_value_curve(store, did, methods=methods, budgets=budgets, seeds=args.seeds,
-                                backbone=args.backbone, device=args.device, reporter=reporter)
+        table = run_value_curve(
+            store,
+            did,
+            methods=methods,
+            budgets=budgets,
+            seeds=args.seeds,
+            backbone=args.backbone,
+            device=args.device,
+            reporter=reporter,
+        )
         result["table"] = table
         return {"rows": len(table)}
 
@@ -304,10 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", help="a project folder (from select --out) or its .sqlite file")
     p.add_argument("--out", required=True, help="output file (.zip, .csv or .parquet)")
     p.add_argument("--dataset", type=int, help="dataset id (default: the newest)")
-    p.add_argument("--what", default="subset", choices=["subset", "kept"],
-                   help="the chosen subset, or all kept (not excluded) examples")
-    p.add_argument("--format", default=None, choices=["zip", "csv", "parquet"],
-                   help="default: from the --out extension")
+    p.add_argument(
+        "--what",
+        default="subset",
+        choices=["subset", "kept"],
+        help="the chosen subset, or all kept (not excluded) examples",
+    )
+    p.add_argument(
+        "--format", default=None, choices=["zip", "csv", "parquet"], help="default: from the --out extension"
+    )
     p.set_defaults(func=cmd_export)
     return parser
 
@@ -315,8 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hostcp`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.func(args)
     except HostcpError as e:

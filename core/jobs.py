@@ -122,8 +122,13 @@ class JobRunner:
             )
         else:
             self.store.update_job(
-                job_id, status="done", fraction=1.0, eta_s=0.0, result=result or {},
-                finished_at=utcnow(), message="Finished.",
+                job_id,
+                status="done",
+                fraction=1.0,
+                eta_s=0.0,
+                result=result or {},
+                finished_at=utcnow(),
+                message="Finished.",
             )
         finally:
             with self._lock:

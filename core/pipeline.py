@@ -170,7 +170,10 @@ def run_selection(
     reporter = reporter or NullReporter()
     info = store.dataset_info(dataset_id)
     emb = dataset_embeddings(
-        store, dataset_id, backbone=spec.backbone, device=spec.device,
+        store,
+        dataset_id,
+        backbone=spec.backbone,
+        device=spec.device,
         reporter=SubReporter(reporter, 0.0, 0.1),
     )
     reporter.report("mislabel detection", 0.1, "checking labels")
@@ -269,10 +272,19 @@ def run_value_curve(
     cand, val, labels = _candidates(store, dataset_id)
     test = split.test
     table = value_curve(
-        emb[cand], labels[cand], emb[val], labels[val], emb[test], labels[test],
-        n_classes=len(info.class_names), budgets=list(budgets), methods=methods,
-        seeds=list(range(seeds)), flagged=mis["flagged"].to_numpy()[cand],
-        suspect=mis["score"].to_numpy()[cand], reporter=SubReporter(reporter, 0.05, 1.0),
+        emb[cand],
+        labels[cand],
+        emb[val],
+        labels[val],
+        emb[test],
+        labels[test],
+        n_classes=len(info.class_names),
+        budgets=list(budgets),
+        methods=methods,
+        seeds=list(range(seeds)),
+        flagged=mis["flagged"].to_numpy()[cand],
+        suspect=mis["score"].to_numpy()[cand],
+        reporter=SubReporter(reporter, 0.05, 1.0),
     )
     key = f"{backbone}|{','.join(methods)}|{','.join(map(str, budgets))}|{seeds}"
     store.put_table(dataset_id, "curve", key, table)

@@ -1,0 +1,29 @@
+"""The project store: a SQLite database file (WAL) plus array files beside it.
+
+See :mod:`core.store.database` for what is stored and how writes stay atomic.
+"""
+
+from __future__ import annotations
+
+from core.store.database import Store
+from core.store.records import (
+    DatasetInfo,
+    Decision,
+    JobRecord,
+    RunRecord,
+    default_store_path,
+    utcnow,
+)
+from core.store.schema import DECISION_ACTIONS, SCHEMA_VERSION
+
+__all__ = [
+    "Store",
+    "DatasetInfo",
+    "RunRecord",
+    "Decision",
+    "JobRecord",
+    "DECISION_ACTIONS",
+    "SCHEMA_VERSION",
+    "default_store_path",
+    "utcnow",
+]
