@@ -44,15 +44,18 @@ class JobReporter:
         self.min_interval = min_interval
         self._started = time.monotonic()
         self._last_write = 0.0
+        self._last_stage: str | None = None
         self._cancel_event = threading.Event()
 
     def report(self, stage: str, fraction: float, message: str = "") -> None:
         """Record progress; the ETA is extrapolated from elapsed time and fraction."""
         now = time.monotonic()
         fraction = min(max(float(fraction), 0.0), 1.0)
-        if now - self._last_write < self.min_interval and fraction < 1.0:
-            return
+        new_stage = stage != self._last_stage
+        if not new_stage and now - self._last_write < self.min_interval and fraction < 1.0:
+            return  # throttled within a stage; a new stage is always written at once
         self._last_write = now
+        self._last_stage = stage
         elapsed = now - self._started
         eta = elapsed * (1.0 - fraction) / fraction if fraction > 0.01 else None
         self.store.update_job(self.job_id, stage=stage, fraction=fraction, message=message, eta_s=eta)

@@ -132,11 +132,13 @@ def detect(
     return rid
 
 
-def current_mislabels(store: Store, dataset_id: int, **detect_options: Any) -> pd.DataFrame:
+def current_mislabels(
+    store: Store, dataset_id: int, *, reporter: Reporter | None = None, **detect_options: Any
+) -> pd.DataFrame:
     """The newest mislabel scores, recomputed first if labels changed since they were made."""
     df = store.latest_mislabels(dataset_id)
     if df is None or df.attrs["labels_revision"] != store.labels_revision(dataset_id):
-        detect(store, dataset_id, **detect_options)
+        detect(store, dataset_id, reporter=reporter, **detect_options)
         df = store.latest_mislabels(dataset_id)
     return df
 
@@ -176,8 +178,13 @@ def run_selection(
         device=spec.device,
         reporter=SubReporter(reporter, 0.0, 0.1),
     )
-    reporter.report("mislabel detection", 0.1, "checking labels")
-    mis = current_mislabels(store, dataset_id, backbone=spec.backbone, device=spec.device)
+    mis = current_mislabels(
+        store,
+        dataset_id,
+        backbone=spec.backbone,
+        device=spec.device,
+        reporter=SubReporter(reporter, 0.1, 0.2),
+    )
     cand, val, labels = _candidates(store, dataset_id)
     reporter.check_cancelled()
     from core.device import resolve_device
@@ -268,7 +275,9 @@ def run_value_curve(
     emb = dataset_embeddings(
         store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0, 0.05)
     )
-    mis = current_mislabels(store, dataset_id, backbone=backbone, device=device)
+    mis = current_mislabels(
+        store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0.05, 0.1)
+    )
     cand, val, labels = _candidates(store, dataset_id)
     test = split.test
     table = value_curve(
@@ -284,7 +293,7 @@ def run_value_curve(
         seeds=list(range(seeds)),
         flagged=mis["flagged"].to_numpy()[cand],
         suspect=mis["score"].to_numpy()[cand],
-        reporter=SubReporter(reporter, 0.05, 1.0),
+        reporter=SubReporter(reporter, 0.1, 1.0),
     )
     key = f"{backbone}|{','.join(methods)}|{','.join(map(str, budgets))}|{seeds}"
     store.put_table(dataset_id, "curve", key, table)

@@ -93,3 +93,16 @@ def test_unexpected_exception_is_captured(runner):
 
     job = runner.wait(runner.submit("bug", work), timeout=30)
     assert job.status == "failed" and "ZeroDivisionError" in job.error
+
+
+def test_a_new_stage_is_written_at_once_despite_throttling(store):
+    from core.jobs import JobReporter
+
+    job_id = store.create_job("demo")
+    reporter = JobReporter(store, job_id, min_interval=60)
+    reporter.report("embedding", 0.1, "first")
+    reporter.report("embedding", 0.2, "throttled")
+    assert store.get_job(job_id).message == "first"
+    reporter.report("selection", 0.3, "new stage")
+    job = store.get_job(job_id)
+    assert (job.stage, job.message) == ("selection", "new stage")

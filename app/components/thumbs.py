@@ -1,0 +1,46 @@
+"""Example thumbnails: small images scaled up crisply, grids with captions, a row's table view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+__all__ = ["display_image", "thumbnail_grid", "example_view"]
+
+
+def display_image(image: np.ndarray, *, side: int = 96) -> np.ndarray:
+    """An ``(H, W, C)`` uint8 image resized so its longer side is ``side`` px (nearest for tiny ones)."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    pil = Image.fromarray(img.astype(np.uint8))
+    h, w = img.shape[:2]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resample = Image.NEAREST if max(h, w) <= 32 else Image.BILINEAR
+    return np.asarray(pil.convert("RGB").resize(size, resample))
+
+
+def thumbnail_grid(images: Sequence[np.ndarray], captions: Sequence[str], *, columns: int = 8,
+                   side: int = 72) -> None:
+    """Images in rows of ``columns``, each with its caption."""
+    for start in range(0, len(images), columns):
+        cols = st.columns(columns)
+        for col, img, cap in zip(cols, images[start:start + columns], captions[start:start + columns],
+                                 strict=False):
+            col.image(display_image(img, side=side), caption=cap)
+
+
+def example_view(dataset, index: int, *, side: int = 200) -> None:
+    """One example: its image, or its feature row as a one-row table."""
+    if dataset.images is not None:
+        st.image(display_image(dataset.images[index], side=side), caption=str(dataset.ids[index]))
+    else:
+        row = pd.DataFrame(dataset.features[index:index + 1],
+                           columns=[f"x{j}" for j in range(dataset.features.shape[1])])
+        row.insert(0, "id", [str(dataset.ids[index])])
+        st.dataframe(row, hide_index=True)

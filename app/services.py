@@ -1,0 +1,260 @@
+"""The app's link to the engine: the project store, the job runner, cached reads and job launchers.
+
+This is the only module with ``st.cache_*``. The store lives at
+``$HOSTCP_HOME/hostcp.sqlite`` (``~/.hostcp`` by default); one
+:class:`~core.jobs.JobRunner` per store serves the whole process, so a job
+started in one browser tab is seen (and can be cancelled) from any other.
+``st.session_state`` holds only ids and widget choices; everything durable is
+in the store, so a refresh shows the same project.
+
+Job functions built here run in worker threads and never call ``st``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.errors import HostcpError
+from core.jobs import JobRunner
+from core.store import JobRecord, RunRecord, Store, default_store_path
+
+__all__ = [
+    "DEFAULT_DEMO",
+    "MAX_UPLOAD_MB",
+    "UMAP_KEY",
+    "active_job",
+    "current_dataset_id",
+    "engine_errors",
+    "export_bytes",
+    "get_dataset",
+    "get_run",
+    "get_runner",
+    "get_store",
+    "hover_table",
+    "remembered",
+    "latest_job",
+    "optional_module",
+    "parse_config",
+    "set_current_dataset",
+    "store_path",
+    "submit",
+]
+
+#: The demo imported on a first launch so the app shows something at once.
+DEFAULT_DEMO = "digits-noisy"
+#: The upload limit, mirrored from ``.streamlit/config.toml`` (server.maxUploadSize).
+MAX_UPLOAD_MB = 200
+#: Key of the cached UMAP layout written by :func:`core.pipeline.compute_umap` with defaults.
+UMAP_KEY = "auto|0"
+
+
+# ----------------------------------------------------------------- resources
+def store_path() -> Path:
+    """The project database: ``$HOSTCP_HOME/hostcp.sqlite`` (read on every call)."""
+    return default_store_path()
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> Store:
+    return Store(Path(path))
+
+
+@st.cache_resource(show_spinner=False)
+def _runner(path: str) -> JobRunner:
+    return JobRunner(_store(path))
+
+
+def get_store() -> Store:
+    """The process-wide :class:`Store` of the current project (thread-safe)."""
+    return _store(str(store_path()))
+
+
+def get_runner() -> JobRunner:
+    """The process-wide :class:`JobRunner` of the current project."""
+    return _runner(str(store_path()))
+
+
+# -------------------------------------------------------------- cached reads
+@st.cache_data(max_entries=4, show_spinner=False)
+def _dataset(path: str, dataset_id: int, created_at: str):
+    return _store(path).get_dataset(dataset_id)
+
+
+def get_dataset(dataset_id: int):
+    """``(Dataset, Split)`` of a stored dataset (cached; datasets never change once stored)."""
+    store = get_store()
+    info = store.dataset_info(dataset_id)
+    return _dataset(str(store.path), dataset_id, info.created_at)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _run(path: str, run_id: int) -> RunRecord:
+    return _store(path).get_run(run_id)
+
+
+def get_run(run_id: int) -> RunRecord:
+    """A stored run with its per-example arrays (cached; runs never change once stored)."""
+    return _run(str(store_path()), int(run_id))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _export(path: str, dataset_id: int, run_id: int | None, what: str, fmt: str, revision: int,
+            stamp: str) -> tuple[bytes, str]:
+    export = importlib.import_module("core.export")
+    store = _store(path)
+    with tempfile.TemporaryDirectory(prefix="hostcp-export-") as tmp:
+        name = f"{store.dataset_info(dataset_id).name}-{what}.{fmt}"
+        out = export.export_dataset(store, dataset_id, Path(tmp) / name, what=what, fmt=fmt,
+                                    run_id=run_id)
+        return Path(out).read_bytes(), Path(out).name
+
+
+def export_bytes(dataset_id: int, *, run_id: int | None, what: str, fmt: str) -> tuple[bytes, str]:
+    """The exported file's bytes and name, via ``core.export.export_dataset`` in a temp dir.
+
+    Cached per dataset, run, choice and review revision (a new decision makes a new file).
+    """
+    store = get_store()
+    rev = store.labels_revision(dataset_id)
+    stamp = store.dataset_info(dataset_id).created_at
+    return _export(str(store.path), dataset_id, run_id, what, fmt, rev, stamp)
+
+
+# ---------------------------------------------------------- optional modules
+def optional_module(name: str) -> tuple[ModuleType | None, str]:
+    """Import a ``core`` module that may not exist yet; returns ``(module, "")`` or ``(None, why)``."""
+    try:
+        return importlib.import_module(name), ""
+    except ImportError as e:  # not written yet, or broken: say so instead of crashing the page
+        return None, f"`{name}` is not available yet ({type(e).__name__}: {e})."
+
+
+# ----------------------------------------------------------- current dataset
+def current_dataset_id(*, auto_demo: bool = False) -> int | None:
+    """The dataset this session works on: the chosen one if it still exists, else the newest.
+
+    With ``auto_demo`` an empty project first imports :data:`DEFAULT_DEMO`.
+    """
+    store = get_store()
+    datasets = store.list_datasets()
+    if not datasets and auto_demo:
+        with engine_errors():
+            from core.data import load_demo
+            from core.pipeline import import_dataset
+
+            did = import_dataset(store, load_demo(DEFAULT_DEMO), seed=0)
+            st.session_state["dataset_id"] = did
+            st.toast(f"Loaded the built-in demo **{DEFAULT_DEMO}** to start with.")
+            return did
+    ids = [d.id for d in datasets]
+    chosen = st.session_state.get("dataset_id")
+    if chosen in ids:
+        return int(chosen)
+    return ids[0] if ids else None
+
+
+def set_current_dataset(dataset_id: int) -> None:
+    """Make ``dataset_id`` current for this session (takes effect on the next run)."""
+    st.session_state["dataset_id"] = int(dataset_id)
+    st.session_state["_pending_dataset_select"] = int(dataset_id)
+
+
+def remembered(key: str, default: Any) -> tuple[Any, Callable[[], None]]:
+    """A widget value that survives page switches and reruns: ``(value, on_change)``.
+
+    Streamlit forgets a widget's state when a page that does not draw it runs.
+    Draw the widget with ``key=key``, ``value=value`` (or the matching index) and
+    ``on_change=on_change``: the callback copies each change to a shadow entry
+    of ``st.session_state`` that is never cleaned up.
+    """
+    shadow = f"_keep_{key}"
+
+    def on_change() -> None:
+        st.session_state[shadow] = st.session_state[key]
+
+    return st.session_state.get(shadow, default), on_change
+
+
+# ---------------------------------------------------------------------- jobs
+def submit(kind: str, fn, *, dataset_id: int | None, params: dict | None = None) -> int:
+    """Start ``fn(reporter)`` as a background job; returns the job id."""
+    return get_runner().submit(kind, fn, dataset_id=dataset_id, params=params)
+
+
+def latest_job(dataset_id: int, kind: str) -> JobRecord | None:
+    """The newest job of a kind for a dataset (any status), or ``None``."""
+    for job in get_store().list_jobs(dataset_id, limit=200):
+        if job.kind == kind:
+            return job
+    return None
+
+
+def active_job(dataset_id: int, kind: str) -> JobRecord | None:
+    """The newest queued or running job of a kind for a dataset, or ``None``."""
+    job = latest_job(dataset_id, kind)
+    if job is None or job.finished:
+        return None
+    if not get_runner().is_alive(job.id) and job.status == "running":
+        # started by a process that is gone (or another runner): let the store settle it
+        get_store().fail_interrupted_jobs()
+        job = get_store().get_job(job.id)
+        return None if job.finished else job
+    return job
+
+
+# -------------------------------------------------------------------- errors
+@contextmanager
+def engine_errors(what: str = "") -> Iterator[None]:
+    """Show engine errors as ``st.error`` instead of a traceback.
+
+    :class:`HostcpError` (bad input or settings) shows its own message; any
+    other exception shows its type and message. Streamlit's rerun/stop
+    signals are ``BaseException`` and pass through.
+    """
+    prefix = f"{what}: " if what else ""
+    try:
+        yield
+    except HostcpError as e:
+        st.error(f"{prefix}{e}")
+    except Exception as e:  # an engine bug: a short message, not a traceback
+        st.error(f"{prefix}unexpected {type(e).__name__}: {e}")
+
+
+def parse_config(text: str) -> dict:
+    """Method settings typed as JSON (``{"epochs": 2}``); raises HostcpError when malformed."""
+    text = (text or "").strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise HostcpError(
+            f"Method settings must be a JSON object such as {{\"seed\": 1}}; got {text!r} ({e.msg})."
+        ) from e
+    if not isinstance(value, dict):
+        raise HostcpError(f"Method settings must be a JSON object; got {type(value).__name__}.")
+    return value
+
+
+def hover_table(dataset, labels: np.ndarray, value: np.ndarray | None,
+                mislabels: pd.DataFrame | None) -> pd.DataFrame:
+    """Per-example columns shown when hovering a point of the map."""
+    names = np.asarray(dataset.class_names, dtype=object)
+    table = pd.DataFrame({"id": np.asarray(dataset.ids).astype(str), "label": names[labels]})
+    if value is not None:
+        table["value"] = np.where(np.isnan(value), "-", np.char.mod("%.4f", np.nan_to_num(value)))
+    if mislabels is not None:
+        table["mislabel score"] = np.char.mod("%.3f", mislabels["score"].to_numpy())
+        table["suggested"] = names[mislabels["suggested_label"].to_numpy()]
+    return table

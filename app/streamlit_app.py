@@ -1,0 +1,59 @@
+"""hostcp studio: the router. Run with ``streamlit run app/streamlit_app.py``.
+
+Sets up the page, the logo and the sidebar (current dataset, project path),
+then hands over to one of the four pages of the journey with ``st.navigation``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # make `app` and `core` importable however streamlit was started
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import services  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+LOGO = ROOT / "assets" / "logo.svg"
+ICON = ROOT / "assets" / "icon.svg"
+
+st.set_page_config(page_title="hostcp studio", page_icon=str(ICON), layout="wide")
+st.logo(str(LOGO), size="large", icon_image=str(ICON))
+
+pages = [
+    st.Page(str(HERE / "app_pages" / "data.py"), title="Data", icon=":material/dataset:",
+            url_path="data", default=True),
+    st.Page(str(HERE / "app_pages" / "select.py"), title="Select", icon=":material/tune:",
+            url_path="select"),
+    st.Page(str(HERE / "app_pages" / "review.py"), title="Review", icon=":material/fact_check:",
+            url_path="review"),
+    st.Page(str(HERE / "app_pages" / "export.py"), title="Export", icon=":material/download:",
+            url_path="export"),
+]
+page = st.navigation(pages)
+
+with st.sidebar:
+    with services.engine_errors("Opening the project"):
+        store = services.get_store()
+        datasets = store.list_datasets()
+        if not datasets:  # first launch: import the default demo so every page shows something
+            services.current_dataset_id(auto_demo=True)
+            datasets = store.list_datasets()
+        if datasets:
+            pending = st.session_state.pop("_pending_dataset_select", None)
+            ids = [d.id for d in datasets]
+            names = {d.id: f"#{d.id} {d.name} ({d.n} examples)" for d in datasets}
+            if pending in ids:
+                st.session_state["dataset_select"] = pending
+            elif st.session_state.get("dataset_select") not in ids:
+                st.session_state["dataset_select"] = services.current_dataset_id()
+            chosen = st.selectbox("Current dataset", ids, format_func=names.get, key="dataset_select",
+                                  help="Every page works on this dataset; import more on the Data page.")
+            st.session_state["dataset_id"] = chosen
+        st.caption(f"Project: `{store.path}`")
+
+page.run()

@@ -1,0 +1,63 @@
+"""AppTest of the Select page: budget previews from stored scores, a real (fast) run as a job."""
+
+from __future__ import annotations
+
+import numpy as np
+from app_helpers import APP, metric, wait_for_jobs
+from streamlit.testing.v1 import AppTest
+
+
+def _select(project) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("app_pages/select.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_moving_the_slider_previews_other_budgets(project):
+    store, did = project
+    at = _select(project)
+    run = store.latest_run(did)
+    assert metric(at, "Chosen") == str(int(run.selected.sum()))
+    assert not at.info or not any("Preview" in i.value for i in at.info)
+    at.slider(key="budget_pct").set_value(30).run()
+    n_cand = int((~np.isnan(run.value)).sum())
+    assert metric(at, "Chosen") == f"{round(0.3 * n_cand):,}"
+    assert metric(at, "Discarded") == f"{n_cand - round(0.3 * n_cand):,}"
+    assert any("Preview at **30%**" in i.value for i in at.info)
+    assert at.button(key="rerun_at_budget").label.endswith("at exactly 30%")
+    assert len(store.list_runs(did)) == 1  # the engine was not rerun
+    assert len(at.get("plotly_chart")) >= 2  # map, value curves, per-class counts
+
+
+def test_the_budget_survives_a_page_switch(project):
+    at = _select(project)
+    at.slider(key="budget_pct").set_value(25).run()
+    at.switch_page("app_pages/data.py").run()
+    at.switch_page("app_pages/select.py").run()
+    assert at.slider(key="budget_pct").value == 25
+
+
+def test_run_starts_a_background_job_and_shows_its_result(project):
+    store, did = project
+    at = _select(project)
+    at.selectbox(key="method").set_value("random")
+    at.slider(key="budget_pct").set_value(20)
+    at.button(key="run_selection").click().run()
+    assert not at.exception, at.exception
+    wait_for_jobs(store)
+    jobs = store.list_jobs(did)
+    assert [(j.kind, j.status) for j in jobs] == [("selection", "done")], jobs[0].error
+    at.run()
+    runs = store.list_runs(did)
+    assert len(runs) == 2 and runs[0]["method"] == "random" and runs[0]["budget"] == 0.2
+    assert at.selectbox(key="run_choice").value == runs[0]["id"]
+    assert metric(at, "Chosen") == str(runs[0]["info"]["k"])
+
+
+def test_bad_method_settings_show_an_error(project):
+    at = _select(project)
+    at.text_area(key="method_config").input("{not json")
+    at.button(key="run_selection").click().run()
+    assert not at.exception
+    assert any("JSON" in e.value for e in at.error)
