@@ -100,35 +100,61 @@ def detect(
     store: Store,
     dataset_id: int,
     *,
-    backbone: str = "auto",
-    seed: int = 0,
+    backbone: str | None = None,
+    seed: int | None = None,
     threshold: float | None = None,
     device: str = "auto",
     reporter: Reporter | None = None,
 ) -> int:
-    """Score every example for being mislabelled (with current labels); returns the result id."""
+    """Mislabel detection on the current labels with review decisions honoured.
+
+    Excluded examples are left out (they keep their previous scores); examples whose
+    label a reviewer verified are never flagged. Settings not given are taken from the
+    newest mislabel result (else backbone ``"auto"``, seed 0, the estimated threshold).
+
+    Returns:
+        The id of the stored mislabel result.
+    """
     from core.mislabel import detect_mislabels
+    from core.review import VERIFYING_ACTIONS
 
     reporter = reporter or NullReporter()
-    emb = dataset_embeddings(
-        store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0, 0.5)
-    )
-    labels, _ = store.effective_labels(dataset_id)
-    info = store.dataset_info(dataset_id)
-    reporter.report("mislabel detection", 0.5, "scoring labels out of fold")
+    old = store.latest_mislabels(dataset_id)
+    prev = dict(old.attrs.get("settings") or {}) if old is not None else {}
+    backbone = backbone if backbone is not None else prev.get("backbone", "auto")
+    seed = int(seed if seed is not None else prev.get("seed", 0))
+    threshold = threshold if threshold is not None else prev.get("threshold")
+    emb = dataset_embeddings(store, dataset_id, backbone=backbone, device=device,
+                             reporter=SubReporter(reporter, 0.0, 0.3))
     reporter.check_cancelled()
-    result = detect_mislabels(emb, labels, n_classes=len(info.class_names), seed=seed, threshold=threshold)
+    info = store.dataset_info(dataset_id)
+    labels, excluded = store.effective_labels(dataset_id)
+    active = store.active_decisions(dataset_id)
+    keep = ~excluded
+    reporter.report("mislabel detection", 0.3, "scoring labels out of fold")
+    res = detect_mislabels(emb[keep], labels[keep], n_classes=len(info.class_names), seed=seed,
+                           threshold=threshold)
+    n = info.n
+    if old is not None:
+        score = old["score"].to_numpy().copy()
+        flagged = old["flagged"].to_numpy().copy()
+        suggested = old["suggested_label"].to_numpy().astype(np.int64)
+        confidence = old["suggested_confidence"].to_numpy().copy()
+    else:
+        score, flagged = np.zeros(n), np.zeros(n, bool)
+        suggested, confidence = labels.copy(), np.ones(n)
+    score[keep], flagged[keep] = res.score, res.flagged
+    suggested[keep], confidence[keep] = res.suggested_label, res.suggested_confidence
+    verified = [i for i, d in active.items() if d.action in VERIFYING_ACTIONS]
+    flagged[verified] = False
+    reporter.check_cancelled()
     rid = store.add_mislabel_result(
-        dataset_id,
-        score=result.score,
-        flagged=result.flagged,
-        suggested_label=result.suggested_label,
-        suggested_confidence=result.suggested_confidence,
-        noise_rate=result.noise_rate,
-        threshold=result.threshold,
-        settings={"backbone": backbone, "seed": seed, "threshold": threshold},
+        dataset_id, score=score, flagged=flagged, suggested_label=suggested,
+        suggested_confidence=confidence, noise_rate=res.noise_rate, threshold=res.threshold,
+        settings={"backbone": backbone, "seed": seed, "threshold": threshold,
+                  "n_excluded": int(excluded.sum()), "n_verified": len(verified)},
     )
-    reporter.report("mislabel detection", 1.0, f"{int(result.flagged.sum())} examples flagged")
+    reporter.report("mislabel detection", 1.0, f"{int(flagged.sum())} examples flagged")
     return rid
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from core.cli import SELECTION_COLUMNS, main
+from core.data.dataset import make_split
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTCP = str(Path(sys.executable).with_name("hostcp"))
@@ -49,7 +50,10 @@ def test_select_writes_the_contracted_file(small_csv, tmp_path, method, capsys):
     assert tuple(df.columns) == SELECTION_COLUMNS
     assert len(df) == 240 and df["index"].tolist() == list(range(240))
     candidates = df["value"].notna()
-    assert candidates.sum() == 240 - 48  # 20% held out for validation, stratified
+    labels = pd.read_csv(small_csv)["label"].astype("category").cat.codes.to_numpy()
+    held_out = make_split(labels, val_fraction=0.2, test_fraction=0.0, seed=0).val
+    assert candidates.sum() == 240 - len(held_out)  # 20% of each class held out for validation
+    assert not candidates.iloc[held_out].any()
     assert df["selected"].sum() == round(0.1 * candidates.sum())
     assert not df.loc[~candidates, "selected"].any()  # held-out rows are never selected
     assert df["mislabel_score"].between(0, 1).all()

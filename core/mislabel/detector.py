@@ -1,0 +1,175 @@
+"""detect_mislabels: combine out-of-fold, confident-learning and neighbourhood signals."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.errors import ConfigError
+from core.mislabel.oof import (
+    cleanlab_issues,
+    compute_oof,
+    present_classes,
+    validate_inputs,
+    validate_pred_probs,
+)
+from core.mislabel.signals import (
+    knn_label_distribution,
+    neighbours,
+    representation_cost,
+    reverse_knn_disagreement,
+)
+
+__all__ = ["MislabelResult", "DetectorConfig", "detect_mislabels"]
+
+logger = logging.getLogger(__name__)
+
+#: Ways to estimate the share of wrong labels, which sets how many points are flagged.
+NOISE_ESTIMATES = ("cleanlab", "cleanlab_posterior", "count", "count_posterior",
+                   "argmax_posterior")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Settings of :func:`detect_mislabels` (defaults chosen by ``benchmarks/mislabel.py``)."""
+
+    knn_k: int = 20  # neighbours whose labels vote (forward kNN and the kNN posterior)
+    rep_k: int = 20  # nearest points averaged in the representation cost
+    reverse_k: int = 20  # neighbour lists searched for the reverse-kNN signal
+    knn_weight: float = 0.5  # share of the kNN label distribution in the suggested-label posterior
+    noise_estimate: str = "cleanlab_posterior"  # how the flag count is estimated (see _noise_rate)
+
+    def __post_init__(self) -> None:
+        for name in ("knn_k", "rep_k", "reverse_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ConfigError(f"{name} must be a positive int; got {value!r}.")
+        if not 0.0 <= self.knn_weight <= 1.0:
+            raise ConfigError(f"knn_weight must be in [0, 1]; got {self.knn_weight}.")
+        if self.noise_estimate not in NOISE_ESTIMATES:
+            raise ConfigError(
+                f"noise_estimate must be one of {', '.join(NOISE_ESTIMATES)}; "
+                f"got {self.noise_estimate!r}."
+            )
+
+
+@dataclass(frozen=True)
+class MislabelResult:
+    """What :func:`detect_mislabels` found, one entry per example.
+
+    Attributes:
+        score: ``(N,)`` in [0, 1]; higher = more likely mislabelled.
+        flagged: ``(N,)`` bool, ``score >= threshold``.
+        suggested_label: ``(N,)`` int64, most probable class (equals the given label when
+            that is the most probable one).
+        suggested_confidence: ``(N,)`` posterior probability of ``suggested_label``.
+        noise_rate: Estimated share of wrong labels in the data.
+        threshold: Score at or above which a point is flagged.
+        signals: Name -> ``(N,)`` suspicion in [0, 1] of each signal averaged into ``score``.
+    """
+
+    score: np.ndarray
+    flagged: np.ndarray
+    suggested_label: np.ndarray
+    suggested_confidence: np.ndarray
+    noise_rate: float
+    threshold: float
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _noise_rate(method: str, y: np.ndarray, proba: np.ndarray, posterior: np.ndarray) -> float:
+    if method == "cleanlab":
+        return float(cleanlab_issues(y, proba).mean())
+    if method == "cleanlab_posterior":
+        return float(cleanlab_issues(y, posterior).mean())
+    if method in ("count", "count_posterior"):
+        from cleanlab.count import num_label_issues
+
+        yy, p = present_classes(y, proba if method == "count" else posterior)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(num_label_issues(yy, p)) / len(y)
+    if method == "argmax_posterior":
+        return float((posterior.argmax(1) != y).mean())
+    raise ConfigError(f"Unknown noise_estimate {method!r}.")
+
+
+def detect_mislabels(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_classes: int,
+    seed: int = 0,
+    folds: int = 5,
+    threshold: float | None = None,
+    pred_probs: np.ndarray | None = None,
+    config: DetectorConfig | None = None,
+) -> MislabelResult:
+    """Score every point for being mislabelled, flag the likely ones and suggest a label.
+
+    The signals and how they are combined are described in :mod:`core.mislabel`.
+
+    Args:
+        features: ``(N, D)`` embeddings (the same space the user selects in).
+        labels: ``(N,)`` given labels in ``[0, n_classes)``.
+        n_classes: Number of classes (some may have no examples).
+        seed: Seed of the out-of-fold model and its folds.
+        folds: Stratified folds of the out-of-fold model.
+        threshold: Flag points with ``score >= threshold``; ``None`` flags the
+            ``round(noise_rate * N)`` highest scores.
+        pred_probs: ``(N, n_classes)`` out-of-fold probabilities already computed
+            (e.g. by :func:`~core.mislabel.out_of_fold_proba`), or ``None``.
+        config: Neighbourhood sizes and the noise-rate estimate; defaults when ``None``.
+
+    Returns:
+        A :class:`MislabelResult`.
+
+    Raises:
+        DataError: wrong shapes, labels out of range, one class only, NaN features, or
+            ``pred_probs`` that are not an ``(N, n_classes)`` probability matrix.
+        ConfigError: ``n_classes`` or ``folds`` below 2, ``threshold`` outside [0, 1].
+    """
+    cfg = config or DetectorConfig()
+    x, y = validate_inputs(features, labels, n_classes, folds)
+    if threshold is not None and not (0.0 <= float(threshold) <= 1.0):
+        raise ConfigError(f"threshold must be in [0, 1] (scores are); got {threshold}.")
+    n = len(y)
+    rows = np.arange(n)
+    if pred_probs is None:
+        proba = compute_oof(x, y, n_classes, folds, seed)
+    else:
+        proba = validate_pred_probs(pred_probs, n, n_classes)
+    k = max(cfg.knn_k, cfg.rep_k, cfg.reverse_k)
+    nb = neighbours(x, k)
+    p_knn = knn_label_distribution(nb, y, n_classes, cfg.knn_k)
+    signals = {
+        "self_confidence": 1.0 - proba[rows, y],
+        "knn": 1.0 - p_knn[rows, y],
+        "representation": representation_cost(x, y, nb, cfg.rep_k),
+    }
+    signals["reverse_knn"] = reverse_knn_disagreement(nb, y, cfg.reverse_k, signals["knn"])
+    score = np.clip(np.mean(list(signals.values()), axis=0), 0.0, 1.0)
+    posterior = (1 - cfg.knn_weight) * proba + cfg.knn_weight * p_knn
+    noise_rate = _noise_rate(cfg.noise_estimate, y, proba, posterior)
+    if threshold is None:
+        n_flag = int(round(noise_rate * n))
+        if n_flag == 0:
+            threshold = float(np.nextafter(score.max(), np.inf))
+        else:
+            threshold = float(np.sort(score)[::-1][n_flag - 1])
+    flagged = score >= threshold
+    suggested = posterior.argmax(1).astype(np.int64)
+    logger.info("mislabel detection: noise rate %.3f, %d of %d flagged", noise_rate,
+                int(flagged.sum()), n)
+    return MislabelResult(
+        score=score,
+        flagged=flagged,
+        suggested_label=suggested,
+        suggested_confidence=posterior[rows, suggested],
+        noise_rate=noise_rate,
+        threshold=float(threshold),
+        signals=signals,
+    )

@@ -1,0 +1,318 @@
+"""Label review: the queue of suspected mislabels, decisions written at once, and a cheap re-score.
+
+Every decision (``relabel``, ``accept``, ``keep``, ``exclude``, ``undo``) is
+appended to the store's review log the moment it is made (the log is never
+rewritten; ``undo`` appends an entry cancelling an earlier one), so a crash
+or a page refresh loses nothing. Human decisions outrank the detector: after
+:func:`rescore`, an example whose label a reviewer confirmed (``keep``) or set
+(``relabel``/``accept``) is never flagged again, and excluded examples are
+left out of detection and selection.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ConfigError
+from core.progress import NullReporter, Reporter, SubReporter
+from core.store import DECISION_ACTIONS, Decision, Store
+
+__all__ = [
+    "CONFIRMING_ACTIONS",
+    "QUEUE_COLUMNS",
+    "TIE_TOLERANCE",
+    "ReviewProgress",
+    "decide",
+    "neighbours",
+    "rescore",
+    "review_progress",
+    "review_queue",
+    "undo_last",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Scores closer than this count as tied in the queue; ties put examples in the chosen subset
+#: first (a wrong label there costs the most). Small: the queue is still "most suspicious first".
+TIE_TOLERANCE = 1e-4
+#: Decisions that confirm a flag was a real label error (reviewer precision counts these).
+CONFIRMING_ACTIONS = ("relabel", "accept", "exclude")
+#: Decisions after which the example's label is human-verified and is not flagged again.
+VERIFYING_ACTIONS = ("relabel", "accept", "keep")
+QUEUE_COLUMNS = (
+    "example_index", "id", "label", "label_name", "original_label", "suggested_label",
+    "suggested_name", "suggested_confidence", "score", "flagged", "in_subset", "reviewed",
+    "decision", "reviewer", "decided_at",
+)
+
+
+@dataclass(frozen=True)
+class ReviewProgress:
+    """How far the review of a dataset has come.
+
+    Attributes:
+        n_flagged: Examples in the queue (flagged, or decided on earlier).
+        n_reviewed: Of those, examples with a decision in force.
+        n_confirmed: Reviewed examples whose flag was confirmed (relabel to another label,
+            accept, exclude).
+        precision: ``n_confirmed / n_reviewed``: how often the detector was right so far,
+            or ``None`` before the first decision.
+    """
+
+    n_flagged: int
+    n_reviewed: int
+    n_confirmed: int
+    precision: float | None
+
+
+def _latest_scores(store: Store, dataset_id: int) -> pd.DataFrame:
+    mis = store.latest_mislabels(dataset_id)
+    if mis is None:
+        raise ConfigError(
+            "This dataset has no mislabel scores yet: run mislabel detection first "
+            "(core.pipeline.detect, or the Review page's 'Detect' button)."
+        )
+    return mis
+
+
+def _confirms(d: Decision, original: int) -> bool:
+    if d.action == "relabel":
+        return d.new_label != original  # relabelling to the original label is a keep
+    return d.action in CONFIRMING_ACTIONS
+
+
+def review_queue(
+    store: Store, dataset_id: int, *, tie_tolerance: float = TIE_TOLERANCE
+) -> pd.DataFrame:
+    """The examples to review, most suspicious first.
+
+    The queue holds every example flagged by the newest mislabel scores plus every
+    example with a decision in force (so reviewed examples stay visible after a
+    re-score). Order: score, highest first; scores within ``tie_tolerance`` of each
+    other put examples in the newest run's subset first; then example index.
+
+    Returns:
+        A DataFrame with :data:`QUEUE_COLUMNS` (``decision`` is ``""`` when undecided).
+
+    Raises:
+        ConfigError: the dataset has no mislabel scores yet.
+        StoreError: no such dataset.
+    """
+    if tie_tolerance < 0:
+        raise ConfigError(f"tie_tolerance must be >= 0; got {tie_tolerance}.")
+    mis = _latest_scores(store, dataset_id)
+    dataset, _ = store.get_dataset(dataset_id)
+    labels, _ = store.effective_labels(dataset_id)
+    active = store.active_decisions(dataset_id)
+    run = store.latest_run(dataset_id)
+    in_subset = run.selected if run is not None else np.zeros(dataset.n, bool)
+    flagged = mis["flagged"].to_numpy()
+    members = np.flatnonzero(flagged | np.isin(np.arange(dataset.n), list(active)))
+    score = mis["score"].to_numpy()
+    key = score[members] + tie_tolerance * in_subset[members]
+    members = members[np.lexsort((members, -key))]
+    names = np.asarray(dataset.class_names, dtype=object)
+    suggested = mis["suggested_label"].to_numpy()[members]
+    decisions = [active.get(int(i)) for i in members]
+    table = pd.DataFrame({
+        "example_index": members.astype(np.int64),
+        "id": dataset.ids[members].astype(str),
+        "label": labels[members],
+        "label_name": names[labels[members]],
+        "original_label": dataset.labels[members],
+        "suggested_label": suggested.astype(np.int64),
+        "suggested_name": names[suggested],
+        "suggested_confidence": mis["suggested_confidence"].to_numpy()[members],
+        "score": score[members],
+        "flagged": flagged[members],
+        "in_subset": in_subset[members].astype(bool),
+        "reviewed": np.array([d is not None for d in decisions], dtype=bool),
+        "decision": [d.action if d else "" for d in decisions],
+        "reviewer": [d.reviewer if d else "" for d in decisions],
+        "decided_at": [d.decided_at if d else "" for d in decisions],
+    })
+    return table.reset_index(drop=True)
+
+
+def review_progress(store: Store, dataset_id: int) -> ReviewProgress:
+    """Counts of the queue, of reviewed examples and the reviewer precision so far."""
+    queue = review_queue(store, dataset_id)
+    active = store.active_decisions(dataset_id)
+    original = dict(zip(queue["example_index"], queue["original_label"], strict=True))
+    reviewed = [active[i] for i in queue["example_index"] if i in active]
+    confirmed = sum(_confirms(d, int(original[d.example_index])) for d in reviewed)
+    return ReviewProgress(
+        n_flagged=len(queue),
+        n_reviewed=len(reviewed),
+        n_confirmed=int(confirmed),
+        precision=confirmed / len(reviewed) if reviewed else None,
+    )
+
+
+def decide(
+    store: Store,
+    dataset_id: int,
+    example_index: int,
+    action: str,
+    *,
+    new_label: int | None = None,
+    reviewer: str = "reviewer",
+) -> Decision:
+    """Record one review decision; it is durable when this returns.
+
+    Args:
+        store: The project store.
+        dataset_id: The dataset.
+        example_index: Row of the example in the dataset.
+        action: ``relabel`` (needs ``new_label``), ``accept`` (the suggested label, or
+            ``new_label`` if given), ``keep`` (the label is right), ``exclude`` (leave the
+            example out of selection and of the kept export), or ``undo`` (cancel the
+            decision in force for this example).
+        new_label: Class index for ``relabel``/``accept``.
+        reviewer: Name saved with the decision (provenance).
+
+    Returns:
+        The appended :class:`~core.store.Decision`.
+
+    Raises:
+        ConfigError: unknown action, a label given to keep/exclude, nothing to accept or undo.
+        StoreError: no such dataset or example, label out of range.
+    """
+    if action not in DECISION_ACTIONS:
+        raise ConfigError(f"Unknown review action {action!r}; expected one of {DECISION_ACTIONS}.")
+    if not isinstance(reviewer, str) or not reviewer.strip():
+        raise ConfigError("reviewer must be a non-empty name (it is saved with the decision).")
+    if isinstance(example_index, bool) or not isinstance(example_index, int | np.integer):
+        raise TypeError(f"example_index must be an int; got {type(example_index).__name__}.")
+    idx = int(example_index)
+    if action in ("keep", "exclude", "undo") and new_label is not None:
+        raise ConfigError(f"{action} keeps the current label; do not pass new_label.")
+    if action == "undo":
+        active = store.active_decisions(dataset_id)
+        if idx not in active:
+            raise ConfigError(f"Example {idx} has no decision in force; there is nothing to undo.")
+        return store.add_decision(dataset_id, idx, "undo", reviewer=reviewer.strip(),
+                                  undoes=active[idx].id)
+    if action == "accept" and new_label is None:
+        mis = _latest_scores(store, dataset_id)
+        if idx not in mis.index:
+            raise ConfigError(f"Example {idx} has no mislabel score, so no suggestion to accept.")
+        new_label = int(mis.loc[idx, "suggested_label"])
+        labels, _ = store.effective_labels(dataset_id)
+        if 0 <= idx < len(labels) and labels[idx] == new_label:
+            raise ConfigError(
+                f"The suggestion for example {idx} is its current label; use 'keep' to confirm it."
+            )
+    if action == "relabel" and new_label is None:
+        raise ConfigError("relabel needs new_label (the class index to set).")
+    decision = store.add_decision(dataset_id, idx, action, new_label=new_label,
+                                  reviewer=reviewer.strip())
+    logger.info("review: %s example %d (%d -> %d) by %s", action, idx, decision.old_label,
+                decision.new_label, decision.reviewer)
+    return decision
+
+
+def undo_last(store: Store, dataset_id: int, *, reviewer: str = "reviewer") -> Decision | None:
+    """Cancel the newest decision still in force; returns the ``undo`` entry, or ``None``."""
+    log_ = store.decisions(dataset_id)
+    undone = {d.undoes for d in log_ if d.action == "undo"}
+    live = [d for d in log_ if d.action != "undo" and d.id not in undone]
+    if not live:
+        return None
+    return store.add_decision(dataset_id, live[-1].example_index, "undo",
+                              reviewer=reviewer.strip() or "reviewer", undoes=live[-1].id)
+
+
+def _settings(store: Store, dataset_id: int) -> dict[str, Any]:
+    mis = store.latest_mislabels(dataset_id)
+    return dict(mis.attrs.get("settings") or {}) if mis is not None else {}
+
+
+def neighbours(store: Store, dataset_id: int, example_index: int, *, k: int = 6) -> pd.DataFrame:
+    """The ``k`` nearest other examples in the embedding (the one the scores were made in).
+
+    Returns:
+        A DataFrame with columns example_index, id, label, label_name, distance, nearest first.
+    """
+    from core.pipeline import dataset_embeddings
+
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ConfigError(f"k must be a positive int; got {k!r}.")
+    dataset, _ = store.get_dataset(dataset_id)
+    idx = int(example_index)
+    if not 0 <= idx < dataset.n:
+        raise ConfigError(f"example_index must be in 0..{dataset.n - 1}; got {example_index}.")
+    emb = dataset_embeddings(store, dataset_id, backbone=_settings(store, dataset_id).get(
+        "backbone", "auto"), device="cpu")
+    labels, _ = store.effective_labels(dataset_id)
+    dist = np.linalg.norm(emb.astype(np.float64) - emb[idx].astype(np.float64), axis=1)
+    dist[idx] = np.inf
+    order = np.lexsort((np.arange(dataset.n), dist))[: min(k, dataset.n - 1)]
+    names = np.asarray(dataset.class_names, dtype=object)
+    return pd.DataFrame({
+        "example_index": order.astype(np.int64),
+        "id": dataset.ids[order].astype(str),
+        "label": labels[order],
+        "label_name": names[labels[order]],
+        "distance": dist[order],
+    })
+
+
+def rescore(
+    store: Store, dataset_id: int, *, device: str = "auto", reporter: Reporter | None = None
+) -> dict[str, Any]:
+    """Re-score labels after a batch of decisions and refresh the newest subset (no HOST-CP rerun).
+
+    1. :func:`core.pipeline.detect` with the newest result's settings.
+    2. If there is a selection run: its subset minus excluded and (now) flagged examples,
+       filled back to ``round(budget * candidates)`` with the unflagged candidates of
+       highest stored value; stored as a new run with ``info["rescored_from"]``.
+
+    Returns:
+        ``{"result_id", "run_id" (None without a run), "n_flagged", "dropped", "added"}``.
+    """
+    reporter = reporter or NullReporter()
+    from core.pipeline import detect
+
+    rid = detect(store, dataset_id, device=device, reporter=SubReporter(reporter, 0.0, 0.9))
+    flagged = store.latest_mislabels(dataset_id)["flagged"].to_numpy()
+    out: dict[str, Any] = {"result_id": rid, "run_id": None, "n_flagged": int(flagged.sum()),
+                           "dropped": 0, "added": 0}
+    run = store.latest_run(dataset_id)
+    if run is None:
+        reporter.report("re-score", 1.0, "scores refreshed (no subset yet)")
+        return out
+    reporter.check_cancelled()
+    _, excluded = store.effective_labels(dataset_id)
+    value = run.value.copy()
+    value[excluded] = np.nan  # excluded examples are no longer candidates
+    cand = ~np.isnan(value)
+    allowed = cand & ~flagged
+    kept = run.selected & allowed
+    k = min(max(1, int(round(run.budget * cand.sum()))), int(allowed.sum()))
+    selected = kept.copy()
+    if kept.sum() > k:  # fewer candidates now: keep the most valuable
+        order = np.flatnonzero(kept)
+        order = order[np.lexsort((order, -value[order]))]
+        selected[:] = False
+        selected[order[:k]] = True
+    else:
+        pool = np.flatnonzero(allowed & ~kept)
+        pool = pool[np.lexsort((pool, -value[pool]))]
+        selected[pool[: k - int(kept.sum())]] = True
+    dropped = int((run.selected & ~selected).sum())
+    added = int((selected & ~run.selected).sum())
+    out["run_id"] = store.add_run(
+        dataset_id, method=run.method, budget=run.budget, seed=run.seed, settings=run.settings,
+        selected=selected, value=value,
+        info={**run.info, "k": int(selected.sum()), "rescored_from": run.id,
+              "dropped": dropped, "added": added},
+    )
+    out.update(dropped=dropped, added=added)
+    reporter.report("re-score", 1.0, f"subset refreshed: {dropped} dropped, {added} added")
+    return out

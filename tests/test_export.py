@@ -1,0 +1,201 @@
+"""Export: manifest content, ZIP/CSV/Parquet files, atomic writes, round trip through load_dataset."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+import core.export as export_mod
+from core.data import load_dataset
+from core.data.dataset import Dataset
+from core.errors import ExportError
+from core.export import MANIFEST_COLUMNS, build_manifest, export_dataset, load_export
+from core.pipeline import import_dataset
+from core.store import Store
+
+
+def _images(n: int = 60) -> Dataset:
+    d = load_digits()
+    keep = np.flatnonzero(d.target < 3)[:n]
+    images = (d.images[keep] / 16.0 * 255).round().astype(np.uint8)[..., None]
+    return Dataset(name="tiny digits", ids=np.array([f"src/{i:03d}.png" for i in range(n)]),
+                   labels=d.target[keep].astype(np.int64), class_names=("zero", "one", "two"),
+                   images=images)
+
+
+def _table(n: int = 50) -> Dataset:
+    rng = np.random.default_rng(0)
+    return Dataset(name="table", ids=np.array([f"r{i}" for i in range(n)]),
+                   labels=np.arange(n) % 2, class_names=("ant", "bee"),
+                   features=rng.normal(size=(n, 3)).astype(np.float32))
+
+
+def _prefill(store: Store, dataset: Dataset) -> int:
+    """Import, add mislabel scores and a run, and a few decisions."""
+    did = import_dataset(store, dataset, seed=0)
+    _, split = store.get_dataset(did)
+    n = dataset.n
+    score = np.linspace(1, 0, n)
+    store.add_mislabel_result(did, score=score, flagged=score > 0.9,
+                              suggested_label=(dataset.labels + 1) % dataset.n_classes,
+                              suggested_confidence=np.full(n, 0.6), noise_rate=0.1, threshold=0.9)
+    value = np.full(n, np.nan)
+    value[split.train] = np.linspace(1, 0, len(split.train))
+    selected = np.zeros(n, bool)
+    selected[split.train[:10]] = True
+    store.add_run(did, method="hostcp", budget=0.2, seed=0, settings={}, selected=selected,
+                  value=value)
+    t = split.train
+    store.add_decision(did, int(t[0]), "relabel", new_label=int((dataset.labels[t[0]] + 1) % 2),
+                       reviewer="alice")
+    store.add_decision(did, int(t[1]), "exclude", reviewer="bob")
+    store.add_decision(did, int(t[2]), "keep", reviewer="alice")
+    return did
+
+
+@pytest.fixture()
+def images_project(tmp_path):
+    store = Store(tmp_path / "i.sqlite")
+    return store, _prefill(store, _images())
+
+
+@pytest.fixture()
+def table_project(tmp_path):
+    store = Store(tmp_path / "t.sqlite")
+    return store, _prefill(store, _table())
+
+
+def test_manifest(images_project):
+    store, did = images_project
+    dataset, split = store.get_dataset(did)
+    m = build_manifest(store, did)
+    assert tuple(m.columns[: len(MANIFEST_COLUMNS)]) == MANIFEST_COLUMNS
+    assert len(m) == dataset.n
+    t = split.train
+    assert m.loc[t[0], "decision"] == "relabel" and m.loc[t[0], "reviewer"] == "alice"
+    assert m.loc[t[0], "label"] != m.loc[t[0], "original_label"]
+    assert m.loc[t[1], "decision"] == "exclude" and m.loc[t[1], "excluded"]
+    assert m.loc[t[2], "decision"] == "keep" and m.loc[t[2], "decided_at"]
+    assert m["selected"].sum() == 10 and m["value"].isna().sum() == len(split.val) + len(split.test)
+    assert m["flagged"].dtype == bool and m["mislabel_score"].between(0, 1).all()
+    assert set(m["split"]) == {"train", "val", "test"}
+
+
+def test_zip_subset_round_trip(images_project, tmp_path):
+    store, did = images_project
+    dataset, split = store.get_dataset(did)
+    labels, excluded = store.effective_labels(did)
+    run = store.latest_run(did)
+    chosen = np.flatnonzero(run.selected & ~excluded)
+    out = export_dataset(store, did, tmp_path / "out" / "subset.zip", what="subset")
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        manifest = pd.read_csv(io.BytesIO(zf.read("tiny digits/manifest.csv")))
+    assert sum(n.endswith(".png") for n in names) == len(chosen) == 9  # one of 10 was excluded
+    assert manifest["id"].tolist() == dataset.ids[chosen].tolist()
+    # re-import with the project's own loader: same images, current labels
+    back = load_dataset(out)
+    assert back.n == len(chosen)
+    by_file = dict(zip(manifest["file"], manifest["id"], strict=True))  # archive path -> id
+    row_of = {str(i): r for r, i in enumerate(dataset.ids)}
+    assert set(back.ids) == set(by_file)
+    for i, path in enumerate(back.ids):
+        src = row_of[by_file[path]]
+        np.testing.assert_array_equal(back.images[i], dataset.images[src])
+        assert back.class_names[back.labels[i]] == dataset.class_names[labels[src]]
+
+
+def test_kept_csv_and_parquet(images_project, tmp_path):
+    store, did = images_project
+    n = store.dataset_info(did).n
+    csv = pd.read_csv(export_dataset(store, did, tmp_path / "kept.csv", what="kept"))
+    pq = pd.read_parquet(export_dataset(store, did, tmp_path / "kept.parquet", what="kept"))
+    assert len(csv) == len(pq) == n - 1  # the excluded example is left out
+    assert tuple(csv.columns[: len(MANIFEST_COLUMNS)]) == MANIFEST_COLUMNS
+    assert csv["id"].tolist() == pq["id"].tolist()
+    assert (pq["decision"] == "exclude").sum() == 0
+    with pytest.raises(ExportError, match="manifest only"):
+        load_export(tmp_path / "kept.csv")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_tabular_round_trip(table_project, tmp_path, fmt):
+    store, did = table_project
+    dataset, _ = store.get_dataset(did)
+    labels, excluded = store.effective_labels(did)
+    out = export_dataset(store, did, tmp_path / f"t.{fmt}", what="kept")
+    back = load_export(out)
+    keep = np.flatnonzero(~excluded)
+    assert back.ids.astype(str).tolist() == dataset.ids[keep].astype(str).tolist()
+    np.testing.assert_allclose(back.features, dataset.features[keep], rtol=1e-6)
+    assert [back.class_names[i] for i in back.labels] == [dataset.class_names[i]
+                                                          for i in labels[keep]]
+
+
+def test_failure_leaves_nothing(images_project, tmp_path, monkeypatch):
+    store, did = images_project
+    out = tmp_path / "x" / "subset.zip"
+    out.parent.mkdir()
+    out.write_bytes(b"previous export")
+    calls = {"n": 0}
+    real = export_mod._png
+
+    def flaky(image):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError("disk full")
+        return real(image)
+
+    monkeypatch.setattr(export_mod, "_png", flaky)
+    with pytest.raises(ExportError, match="Nothing was written"):
+        export_dataset(store, did, out)
+    assert out.read_bytes() == b"previous export"  # the old file is untouched
+    assert sorted(p.name for p in out.parent.iterdir()) == ["subset.zip"]  # no temporary left
+
+
+def test_png_is_lossless(images_project):
+    store, did = images_project
+    dataset, _ = store.get_dataset(did)
+    img = Image.open(io.BytesIO(export_mod._png(dataset.images[0])))
+    np.testing.assert_array_equal(np.asarray(img), dataset.images[0][..., 0])
+
+
+def test_odd_class_names_make_safe_folders():
+    assert export_mod._class_folders(("a/b", "..", "A/B", "ok")) == ["a_b", "class_1", "A_B_2", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name", "match"),
+    [
+        ({"what": "everything"}, "a.zip", "what must be"),
+        ({"fmt": "xlsx"}, "a.zip", "Unknown export format"),
+        ({}, "a.txt", "Cannot tell the export format"),
+    ],
+)
+def test_export_errors(images_project, tmp_path, kwargs, name, match):
+    store, did = images_project
+    with pytest.raises(ExportError, match=match):
+        export_dataset(store, did, tmp_path / name, **kwargs)
+    assert not (tmp_path / name).exists()
+
+
+def test_zip_of_tabular_data_is_refused(table_project, tmp_path):
+    store, did = table_project
+    with pytest.raises(ExportError, match="tabular"):
+        export_dataset(store, did, tmp_path / "t.zip")
+
+
+def test_subset_without_a_run(tmp_path):
+    store = Store(tmp_path / "n.sqlite")
+    did = import_dataset(store, _table(), seed=0)
+    with pytest.raises(ExportError, match="no selection run"):
+        export_dataset(store, did, tmp_path / "s.csv", what="subset")
+    out = export_dataset(store, did, tmp_path / "k.csv", what="kept")  # no scores, no run: fine
+    m = pd.read_csv(out)
+    assert len(m) == 50 and not m["selected"].any() and m["mislabel_score"].isna().all()

@@ -1,0 +1,214 @@
+"""Label review: queue order, decisions in the append-only log, reviewer precision, re-score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from core.data.dataset import Dataset
+from core.errors import ConfigError, StoreError
+from core.pipeline import detect, import_dataset
+from core.review import (
+    QUEUE_COLUMNS,
+    decide,
+    neighbours,
+    rescore,
+    review_progress,
+    review_queue,
+    undo_last,
+)
+from core.store import Store
+
+
+def _noisy_digits(n: int = 400, rate: float = 0.1, seed: int = 0) -> Dataset:
+    d = load_digits()
+    images = (d.images[:n] / 16.0 * 255).round().astype(np.uint8)[..., None]
+    clean = d.target[:n].astype(np.int64)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(n, int(rate * n), replace=False)
+    labels = clean.copy()
+    labels[idx] = (labels[idx] + rng.integers(1, 10, len(idx))) % 10
+    return Dataset(name="digits-small", ids=np.array([f"d/{i:04d}" for i in range(n)]),
+                   labels=labels, class_names=tuple(str(c) for c in range(10)), images=images,
+                   true_labels=clean)
+
+
+def _add_run(store: Store, did: int, budget: float = 0.2, seed: int = 0) -> int:
+    _, split = store.get_dataset(did)
+    n = store.dataset_info(did).n
+    value = np.full(n, np.nan)
+    value[split.train] = np.random.default_rng(seed).random(len(split.train))
+    k = round(budget * len(split.train))
+    selected = np.zeros(n, bool)
+    selected[split.train[np.argsort(-value[split.train])[:k]]] = True
+    return store.add_run(did, method="random", budget=budget, seed=seed, settings={},
+                         selected=selected, value=value, info={"k": k})
+
+
+@pytest.fixture()
+def project(tmp_path) -> tuple[Store, int]:
+    """400 digit images with 10% flipped labels, real mislabel scores and a run."""
+    store = Store(tmp_path / "p.sqlite")
+    did = import_dataset(store, _noisy_digits(), seed=0)
+    detect(store, did)
+    _add_run(store, did)
+    return store, did
+
+
+@pytest.fixture()
+def handmade(tmp_path) -> tuple[Store, int]:
+    """40 examples with chosen scores: 0..9 flagged with scores 0.9 - i/100, a tie at 6/7."""
+    store = Store(tmp_path / "h.sqlite")
+    d = _noisy_digits(40, rate=0.0)
+    did = import_dataset(store, d, seed=0)
+    n = d.n
+    score = np.linspace(0.3, 0.0, n)
+    score[:10] = 0.9 - np.arange(10) / 100
+    score[7] = score[6] - 1e-5  # a near tie
+    flagged = np.zeros(n, bool)
+    flagged[:10] = True
+    suggested = (d.labels + 1) % 10
+    store.add_mislabel_result(did, score=score, flagged=flagged, suggested_label=suggested,
+                              suggested_confidence=np.full(n, 0.7), noise_rate=0.25,
+                              threshold=0.8)
+    selected = np.zeros(n, bool)
+    selected[[7, 20]] = True  # 7 is in the subset, 6 is not
+    store.add_run(did, method="random", budget=0.1, seed=0, settings={}, selected=selected,
+                  value=np.linspace(1, 0, n))
+    return store, did
+
+
+def test_queue_order_and_columns(handmade):
+    store, did = handmade
+    q = review_queue(store, did)
+    assert tuple(q.columns) == QUEUE_COLUMNS
+    # most suspicious first; the near tie 6/7 puts 7 (in the subset) first
+    assert q["example_index"].tolist() == [0, 1, 2, 3, 4, 5, 7, 6, 8, 9]
+    assert not q["reviewed"].any() and (q["decision"] == "").all()
+    assert q.loc[q["example_index"] == 7, "in_subset"].item()
+    strict = review_queue(store, did, tie_tolerance=0.0)
+    assert strict["example_index"].tolist() == list(range(10))
+
+
+def test_decisions_are_durable_and_shown(handmade, tmp_path):
+    store, did = handmade
+    d = decide(store, did, 0, "accept", reviewer="alice")
+    assert d.new_label == (d.old_label + 1) % 10  # the suggestion
+    decide(store, did, 25, "relabel", new_label=4, reviewer="bob")  # not flagged: joins the queue
+    reopened = Store(tmp_path / "h.sqlite")  # another connection / a restart
+    assert [(x.example_index, x.action, x.reviewer) for x in reopened.decisions(did)] == [
+        (0, "accept", "alice"), (25, "relabel", "bob")]
+    q = review_queue(reopened, did)
+    row = q.set_index("example_index").loc[0]
+    assert row["reviewed"] and row["decision"] == "accept" and row["reviewer"] == "alice"
+    assert row["label"] == d.new_label and row["original_label"] == d.old_label
+    assert 25 in q["example_index"].tolist()
+
+
+def test_progress_and_reviewer_precision(handmade):
+    store, did = handmade
+    p = review_progress(store, did)
+    assert (p.n_flagged, p.n_reviewed, p.precision) == (10, 0, None)
+    decide(store, did, 0, "accept")
+    decide(store, did, 1, "keep")
+    decide(store, did, 2, "exclude")
+    original = store.get_dataset(did)[0].labels[3]
+    decide(store, did, 3, "relabel", new_label=int(original))  # back to its own label: a keep
+    p = review_progress(store, did)
+    assert (p.n_reviewed, p.n_confirmed) == (4, 2)
+    assert p.precision == pytest.approx(0.5)
+
+
+def test_undo(handmade):
+    store, did = handmade
+    decide(store, did, 0, "keep")
+    decide(store, did, 1, "exclude")
+    u = undo_last(store, did, reviewer="carol")
+    assert u.action == "undo" and u.example_index == 1 and u.reviewer == "carol"
+    assert set(store.active_decisions(did)) == {0}
+    decide(store, did, 0, "undo")
+    assert store.active_decisions(did) == {}
+    assert undo_last(store, did) is None
+    assert [x.action for x in store.decisions(did)] == ["keep", "exclude", "undo", "undo"]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((0, "delete"), {}, ConfigError, "Unknown review action"),
+        ((0, "relabel"), {}, ConfigError, "new_label"),
+        ((0, "keep"), {"new_label": 3}, ConfigError, "do not pass new_label"),
+        ((0, "undo"), {}, ConfigError, "nothing to undo"),
+        ((0, "keep"), {"reviewer": " "}, ConfigError, "reviewer"),
+        ((0, "relabel"), {"new_label": 10}, StoreError, "new label"),
+        ((99, "keep"), {}, StoreError, "out of range"),
+        (("0", "keep"), {}, TypeError, "example_index"),
+    ],
+)
+def test_decide_errors(handmade, args, kwargs, error, match):
+    store, did = handmade
+    with pytest.raises(error, match=match):
+        decide(store, did, *args, **kwargs)
+    assert store.decisions(did) == []  # nothing half-written
+
+
+def test_accept_when_the_suggestion_is_the_label(handmade):
+    store, did = handmade
+    decide(store, did, 0, "accept")  # label is now the suggestion
+    with pytest.raises(ConfigError, match="use 'keep'"):
+        decide(store, did, 0, "accept")
+
+
+def test_queue_needs_scores(tmp_path):
+    store = Store(tmp_path / "e.sqlite")
+    did = import_dataset(store, _noisy_digits(40), seed=0)
+    with pytest.raises(ConfigError, match="no mislabel scores"):
+        review_queue(store, did)
+
+
+def test_neighbours(project):
+    store, did = project
+    nb = neighbours(store, did, 5, k=4)
+    assert list(nb.columns) == ["example_index", "id", "label", "label_name", "distance"]
+    assert len(nb) == 4 and 5 not in nb["example_index"].tolist()
+    assert nb["distance"].is_monotonic_increasing
+    with pytest.raises(ConfigError, match="example_index"):
+        neighbours(store, did, 10_000)
+
+
+def test_real_queue_finds_flips(project):
+    store, did = project
+    dataset, _ = store.get_dataset(did)
+    q = review_queue(store, did)
+    wrong = dataset.labels != dataset.true_labels
+    top = q["example_index"].to_numpy()[: int(wrong.sum())]
+    assert wrong[top].mean() >= 0.7  # the head of the queue is mostly real errors
+
+
+def test_rescore_honours_decisions_and_refreshes_the_subset(project):
+    store, did = project
+    before = store.latest_mislabels(did)
+    run = store.latest_run(did)
+    q = review_queue(store, did)
+    first, second, third = (int(i) for i in q["example_index"][:3])
+    decide(store, did, first, "exclude")
+    decide(store, did, second, "keep")
+    decide(store, did, third, "relabel", new_label=int(q["suggested_label"][2]))
+    out = rescore(store, did)
+    after = store.latest_mislabels(did)
+    assert after.attrs["result_id"] == out["result_id"] != before.attrs["result_id"]
+    assert after.attrs["labels_revision"] == store.labels_revision(did)  # not stale
+    assert after.loc[first, "score"] == before.loc[first, "score"]  # excluded: left out
+    assert not after.loc[second, "flagged"] and not after.loc[third, "flagged"]  # verified
+    new = store.get_run(out["run_id"])
+    assert new.info["rescored_from"] == run.id
+    assert np.isnan(new.value[first]) and not new.selected[first]
+    assert not (new.selected & after["flagged"].to_numpy()).any()
+    n_cand = int((~np.isnan(new.value)).sum())
+    assert new.selected.sum() == round(run.budget * n_cand)
+    assert out["dropped"] == int((run.selected & ~new.selected).sum())
+    # the queue keeps the reviewed examples after the re-score
+    q2 = review_queue(store, did)
+    assert {first, second, third} <= set(q2["example_index"])
+    assert review_progress(store, did).n_reviewed == 3
