@@ -264,15 +264,10 @@ def load_export(path: str | os.PathLike) -> Dataset:
     from core.data import load_dataset
 
     path = Path(path)
-    if path.suffix.lower() == ".zip":
-        return load_dataset(path)
-    table = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(
-        path, dtype={"id": str, "label": str})
-    drop = [c for c in (*MANIFEST_COLUMNS, *EXTRA_COLUMNS) if c not in ("id", "label")]
-    data = table.drop(columns=[c for c in drop if c in table.columns])
-    if len(data.columns) <= 2:
-        raise ExportError(f"{path.name} is an export of image data: it holds the manifest only. "
-                          "Export as zip to get the images.")
-    buf = io.BytesIO()
-    data.to_parquet(buf, index=False)
-    return load_dataset((path.stem + ".parquet", buf.getvalue()), name=path.stem)
+    if path.suffix.lower() != ".zip":
+        columns = (pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq")
+                   else pd.read_csv(path, nrows=1)).columns
+        if set(columns) <= {*MANIFEST_COLUMNS, *EXTRA_COLUMNS}:
+            raise ExportError(f"{path.name} is an export of image data: it holds the manifest only. "
+                              "Export as zip to get the images.")
+    return load_dataset(path)  # the loader drops the manifest's provenance columns

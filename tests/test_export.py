@@ -131,6 +131,8 @@ def test_tabular_round_trip(table_project, tmp_path, fmt):
     labels, excluded = store.effective_labels(did)
     out = export_dataset(store, did, tmp_path / f"t.{fmt}", what="kept")
     back = load_export(out)
+    direct = load_dataset(out)  # what a user uploading the export gets
+    np.testing.assert_array_equal(direct.features, back.features)
     keep = np.flatnonzero(~excluded)
     assert back.ids.astype(str).tolist() == dataset.ids[keep].astype(str).tolist()
     np.testing.assert_allclose(back.features, dataset.features[keep], rtol=1e-6)
@@ -199,3 +201,11 @@ def test_subset_without_a_run(tmp_path):
     out = export_dataset(store, did, tmp_path / "k.csv", what="kept")  # no scores, no run: fine
     m = pd.read_csv(out)
     assert len(m) == 50 and not m["selected"].any() and m["mislabel_score"].isna().all()
+
+
+def test_loader_knows_every_provenance_column():
+    """A re-imported tabular export must not read provenance columns as features."""
+    from core.data.loaders import EXPORT_ONLY_COLUMNS
+    from core.export import EXTRA_COLUMNS, MANIFEST_COLUMNS
+
+    assert set(EXPORT_ONLY_COLUMNS) == set(MANIFEST_COLUMNS + EXTRA_COLUMNS) - {"id", "label"}

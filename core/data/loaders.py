@@ -41,6 +41,15 @@ _SHOW = 10  # rows or columns listed in one message
 RowRef = Callable[[np.ndarray], str]  # describes 0-based row indices for messages
 
 
+#: Columns an export (core.export) writes besides ``id``, ``label`` and the features. A table
+#: that carries ``original_label`` and ``decision`` is one of our exports, and these columns are
+#: provenance, not features, when it is loaded again.
+EXPORT_ONLY_COLUMNS = (
+    "original_label", "selected", "value", "mislabel_score", "flagged", "decision", "reviewer",
+    "decided_at", "split", "suggested_label", "file",
+)
+
+
 def load_dataset(
     source: Source,
     *,
@@ -244,6 +253,8 @@ def _from_frame(
             origin=f"{_fmt(filename)}:{filename} (label_column={label_column!r}, images from {note})",
         )
     feature_cols = [c for c in columns if c != label_column and not (has_id and c == "id")]
+    if {"original_label", "decision"} <= set(columns):  # an export of ours: keep the features only
+        feature_cols = [c for c in feature_cols if c not in EXPORT_ONLY_COLUMNS]
     if not feature_cols:
         raise DataError(
             f"{filename} has no feature columns besides the label{' and id' if has_id else ''} "
