@@ -81,18 +81,20 @@ def dataset_embeddings(
 ) -> np.ndarray:
     """``(N, D)`` embeddings of a stored dataset, cached on disk beside the store.
 
-    Computed from the dataset's original labels (a backbone trained on the data
-    uses them), so reviewing labels does not change the embedding space.
+    A backbone trained on the data (``small_cnn``) learns from the original labels
+    of the training split only: validation and test labels never leak into it, and
+    reviewing labels does not change the embedding space.
     """
     from core.embeddings import embed
 
-    dataset, _ = store.get_dataset(dataset_id)
+    dataset, split = store.get_dataset(dataset_id)
     return embed(
         dataset,
         backbone=backbone,
         cache_dir=store.files_dir / "embeddings",
         device=device,
         reporter=reporter,
+        train_rows=split.train,
     )
 
 

@@ -1,0 +1,104 @@
+"""On-disk cache of embeddings: one ``.npy`` per (data, backbone, settings), written atomically."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.data.dataset import Dataset
+from core.embeddings.config import EmbedConfig
+
+__all__ = ["cache_key", "cache_path", "file_digest", "load_cached", "save_atomic"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when a backbone's output changes, so old cache files are not reused
+
+
+def file_digest(path: Path) -> str:
+    """Content hash of a file (memoised on path, size and mtime, so an edited file is re-hashed)."""
+    st = path.stat()
+    return _digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:24]
+
+
+def cache_key(
+    dataset: Dataset,
+    backbone: str,
+    cfg: EmbedConfig,
+    *,
+    seed: int,
+    weights: Path | None,
+    train_rows: np.ndarray | None = None,
+) -> str:
+    """Hash of what the embedding depends on besides the examples (hashed in :func:`cache_path`).
+
+    ``small_cnn`` adds the labels, class count, seed and its settings (it trains
+    on them); ``resnet18`` the weights file's content and the image size.
+    """
+    parts: dict[str, Any] = {"v": CACHE_VERSION, "backbone": backbone}
+    if backbone == "pixels":
+        parts["max_side"] = cfg.pixels_max_side
+    elif backbone == "small_cnn":
+        parts["cfg"] = {k: v for k, v in asdict(cfg).items() if k.startswith("cnn_")}
+        parts["batch"] = cfg.batch_size
+        parts["seed"] = seed
+        parts["n_classes"] = dataset.n_classes
+        parts["labels"] = hashlib.sha256(dataset.labels.astype(np.int64).tobytes()).hexdigest()
+        if train_rows is not None:
+            parts["train_rows"] = hashlib.sha256(train_rows.astype(np.int64).tobytes()).hexdigest()
+    elif backbone == "resnet18" and weights is not None:
+        parts["weights"] = file_digest(weights)
+        parts["size"] = cfg.resnet_image_size
+    return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:16]
+
+
+def cache_path(cache_dir: str | Path | None, backbone: str, dataset: Dataset, key: str) -> Path | None:
+    """``<cache_dir>/<backbone>-<content hash>-<key>.npy``, or ``None`` when caching is off."""
+    if cache_dir is None:
+        return None
+    return Path(cache_dir) / f"{backbone}-{dataset.content_hash()}-{key}.npy"
+
+
+def load_cached(path: Path, n: int) -> np.ndarray | None:
+    """The cached ``(n, D)`` float32 matrix, or ``None`` if missing or damaged (then recompute)."""
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        logger.warning("Ignoring unreadable embedding cache %s: %s", path, e)
+        return None
+    if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape[0] != n or not np.isfinite(arr).all():
+        logger.warning("Ignoring embedding cache %s (dtype %s, shape %s)", path, arr.dtype, arr.shape)
+        return None
+    return arr
+
+
+def save_atomic(path: Path, arr: np.ndarray) -> None:
+    """Write ``arr`` to ``path`` via a temporary file and ``os.replace``: readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
