@@ -12,13 +12,11 @@ Job functions built here run in worker threads and never call ``st``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -26,6 +24,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import HostcpError
+from core.export import export_dataset
 from core.jobs import JobRunner
 from core.store import JobRecord, RunRecord, Store, default_store_path
 
@@ -44,7 +43,7 @@ __all__ = [
     "hover_table",
     "remembered",
     "latest_job",
-    "optional_module",
+    "require_dataset",
     "parse_config",
     "set_current_dataset",
     "store_path",
@@ -109,14 +108,13 @@ def get_run(run_id: int) -> RunRecord:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _export(path: str, dataset_id: int, run_id: int | None, what: str, fmt: str, revision: int,
-            stamp: str) -> tuple[bytes, str]:
-    export = importlib.import_module("core.export")
+def _export(
+    path: str, dataset_id: int, run_id: int | None, what: str, fmt: str, revision: int, stamp: str
+) -> tuple[bytes, str]:
     store = _store(path)
     with tempfile.TemporaryDirectory(prefix="hostcp-export-") as tmp:
         name = f"{store.dataset_info(dataset_id).name}-{what}.{fmt}"
-        out = export.export_dataset(store, dataset_id, Path(tmp) / name, what=what, fmt=fmt,
-                                    run_id=run_id)
+        out = export_dataset(store, dataset_id, Path(tmp) / name, what=what, fmt=fmt, run_id=run_id)
         return Path(out).read_bytes(), Path(out).name
 
 
@@ -132,14 +130,6 @@ def export_bytes(dataset_id: int, *, run_id: int | None, what: str, fmt: str) ->
 
 
 # ---------------------------------------------------------- optional modules
-def optional_module(name: str) -> tuple[ModuleType | None, str]:
-    """Import a ``core`` module that may not exist yet; returns ``(module, "")`` or ``(None, why)``."""
-    try:
-        return importlib.import_module(name), ""
-    except ImportError as e:  # not written yet, or broken: say so instead of crashing the page
-        return None, f"`{name}` is not available yet ({type(e).__name__}: {e})."
-
-
 # ----------------------------------------------------------- current dataset
 def current_dataset_id(*, auto_demo: bool = False) -> int | None:
     """The dataset this session works on: the chosen one if it still exists, else the newest.
@@ -240,15 +230,16 @@ def parse_config(text: str) -> dict:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         raise HostcpError(
-            f"Method settings must be a JSON object such as {{\"seed\": 1}}; got {text!r} ({e.msg})."
+            f'Method settings must be a JSON object such as {{"seed": 1}}; got {text!r} ({e.msg}).'
         ) from e
     if not isinstance(value, dict):
         raise HostcpError(f"Method settings must be a JSON object; got {type(value).__name__}.")
     return value
 
 
-def hover_table(dataset, labels: np.ndarray, value: np.ndarray | None,
-                mislabels: pd.DataFrame | None) -> pd.DataFrame:
+def hover_table(
+    dataset, labels: np.ndarray, value: np.ndarray | None, mislabels: pd.DataFrame | None
+) -> pd.DataFrame:
     """Per-example columns shown when hovering a point of the map."""
     names = np.asarray(dataset.class_names, dtype=object)
     table = pd.DataFrame({"id": np.asarray(dataset.ids).astype(str), "label": names[labels]})
@@ -258,3 +249,13 @@ def hover_table(dataset, labels: np.ndarray, value: np.ndarray | None,
         table["mislabel score"] = np.char.mod("%.3f", mislabels["score"].to_numpy())
         table["suggested"] = names[mislabels["suggested_label"].to_numpy()]
     return table
+
+
+def require_dataset() -> int:
+    """The current dataset's id; without one, point to the Data page and stop this page."""
+    did = current_dataset_id()
+    if did is None:
+        st.info("No dataset yet.")
+        st.page_link("app_pages/data.py", label="Import one on the Data page", icon=":material/dataset:")
+        st.stop()
+    return did

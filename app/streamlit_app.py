@@ -25,14 +25,20 @@ st.set_page_config(page_title="hostcp studio", page_icon=str(ICON), layout="wide
 st.logo(str(LOGO), size="large", icon_image=str(ICON))
 
 pages = [
-    st.Page(str(HERE / "app_pages" / "data.py"), title="Data", icon=":material/dataset:",
-            url_path="data", default=True),
-    st.Page(str(HERE / "app_pages" / "select.py"), title="Select", icon=":material/tune:",
-            url_path="select"),
-    st.Page(str(HERE / "app_pages" / "review.py"), title="Review", icon=":material/fact_check:",
-            url_path="review"),
-    st.Page(str(HERE / "app_pages" / "export.py"), title="Export", icon=":material/download:",
-            url_path="export"),
+    st.Page(
+        str(HERE / "app_pages" / "data.py"),
+        title="Data",
+        icon=":material/dataset:",
+        url_path="data",
+        default=True,
+    ),
+    st.Page(str(HERE / "app_pages" / "select.py"), title="Select", icon=":material/tune:", url_path="select"),
+    st.Page(
+        str(HERE / "app_pages" / "review.py"), title="Review", icon=":material/fact_check:", url_path="review"
+    ),
+    st.Page(
+        str(HERE / "app_pages" / "export.py"), title="Export", icon=":material/download:", url_path="export"
+    ),
 ]
 page = st.navigation(pages)
 
@@ -51,8 +57,13 @@ with st.sidebar:
                 st.session_state["dataset_select"] = pending
             elif st.session_state.get("dataset_select") not in ids:
                 st.session_state["dataset_select"] = services.current_dataset_id()
-            chosen = st.selectbox("Current dataset", ids, format_func=names.get, key="dataset_select",
-                                  help="Every page works on this dataset; import more on the Data page.")
+            chosen = st.selectbox(
+                "Current dataset",
+                ids,
+                format_func=names.get,
+                key="dataset_select",
+                help="Every page works on this dataset; import more on the Data page.",
+            )
             st.session_state["dataset_id"] = chosen
         st.caption(f"Project: `{store.path}`")
 

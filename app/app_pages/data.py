@@ -25,8 +25,9 @@ with upload_tab:
         "setting in `.streamlit/config.toml`); for larger data use the `hostcp` command line."
     )
     with st.form("upload_form", clear_on_submit=False, border=False):
-        uploaded = st.file_uploader("Dataset file", type=["zip", "csv", "parquet", "pq", "npz"],
-                                    key="upload_file")
+        uploaded = st.file_uploader(
+            "Dataset file", type=["zip", "csv", "parquet", "pq", "npz"], key="upload_file"
+        )
         label_column = st.text_input("Label column (CSV/Parquet)", value="label", key="label_column")
         do_upload = st.form_submit_button("Import file", type="primary")
     if do_upload:
@@ -38,8 +39,9 @@ with upload_tab:
                 from core.pipeline import import_dataset
 
                 with st.spinner(f"Reading {uploaded.name}..."):
-                    dataset = load_dataset((uploaded.name, uploaded.getvalue()),
-                                           label_column=label_column.strip() or "label")
+                    dataset = load_dataset(
+                        (uploaded.name, uploaded.getvalue()), label_column=label_column.strip() or "label"
+                    )
                     did = import_dataset(store, dataset, seed=0)
                 services.set_current_dataset(did)
                 st.session_state["_flash"] = f"Imported {dataset.name}: {dataset.n} examples."
@@ -50,8 +52,12 @@ with demo_tab:
         from core.data import DEMOS
 
         names = list(DEMOS)
-        demo = st.selectbox("Demo", names, index=names.index(services.DEFAULT_DEMO)
-                            if services.DEFAULT_DEMO in names else 0, key="demo_name")
+        demo = st.selectbox(
+            "Demo",
+            names,
+            index=names.index(services.DEFAULT_DEMO) if services.DEFAULT_DEMO in names else 0,
+            key="demo_name",
+        )
         st.caption(DEMOS[demo])
         if st.button("Load demo", key="load_demo"):
             with services.engine_errors(f"Loading demo {demo}"):
@@ -84,14 +90,19 @@ with services.engine_errors("Reading the dataset"):
     c = st.columns(7)
     c[0].metric("Examples", f"{summary.n_examples:,}")
     c[1].metric("Classes", summary.n_classes)
-    c[2].metric("Shape", "×".join(map(str, summary.shape)),
-                help="Height × width × channels of an image, or the number of features.")
+    c[2].metric(
+        "Shape",
+        "×".join(map(str, summary.shape)),
+        help="Height × width × channels of an image, or the number of features.",
+    )
     c[3].metric("Train", f"{len(split.train):,}", help="Candidates for selection.")
     c[4].metric("Validation", f"{len(split.val):,}", help="Guides the selection; never selected.")
     c[5].metric("Test", f"{len(split.test):,}", help="Measures the value curves; never selected.")
-    c[6].metric("Known noise",
-                "-" if summary.known_noise_rate is None else f"{summary.known_noise_rate:.1%}",
-                help="Share of labels known to be wrong (demos keep the true labels).")
+    c[6].metric(
+        "Known noise",
+        "-" if summary.known_noise_rate is None else f"{summary.known_noise_rate:.1%}",
+        help="Share of labels known to be wrong (demos keep the true labels).",
+    )
     for problem in summary.problems:
         st.warning(problem)
 
@@ -99,18 +110,23 @@ with services.engine_errors("Reading the dataset"):
     with left:
         st.markdown("**Class balance**")
         counts = pd.Series(summary.class_counts)
-        fig = go.Figure(go.Bar(x=[str(k) for k in counts.index], y=counts.to_numpy(),
-                               marker_color="#9ecae1"))
-        fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                          xaxis_title="class", yaxis_title="examples", xaxis_type="category")
+        fig = go.Figure(go.Bar(x=[str(k) for k in counts.index], y=counts.to_numpy(), marker_color="#9ecae1"))
+        fig.update_layout(
+            height=300,
+            margin={"l": 10, "r": 10, "t": 10, "b": 10},
+            xaxis_title="class",
+            yaxis_title="examples",
+            xaxis_type="category",
+        )
         st.plotly_chart(fig, key="class_balance")
         roles = np.full(dataset.n, "train", dtype=object)
         roles[split.val] = "val"
         roles[split.test] = "test"
         per_split = pd.crosstab(np.asarray(dataset.class_names, dtype=object)[dataset.labels], roles)
         st.markdown("**Split sizes per class**")
-        st.dataframe(per_split.reindex(columns=[c for c in ("train", "val", "test")
-                                                if c in per_split.columns]))
+        st.dataframe(
+            per_split.reindex(columns=[c for c in ("train", "val", "test") if c in per_split.columns])
+        )
     with right:
         if dataset.images is not None:
             st.markdown("**Examples** (three per class)")
@@ -121,15 +137,21 @@ with services.engine_errors("Reading the dataset"):
                 if len(members):
                     picks.extend(rng.choice(members, size=min(3, len(members)), replace=False))
             picks = picks[:48]
-            thumbnail_grid([dataset.images[i] for i in picks],
-                           [dataset.class_names[dataset.labels[i]] for i in picks], columns=8, side=64)
+            thumbnail_grid(
+                [dataset.images[i] for i in picks],
+                [dataset.class_names[dataset.labels[i]] for i in picks],
+                columns=8,
+                side=64,
+            )
         else:
             st.markdown("**First rows**")
-            head = pd.DataFrame(dataset.features[:20],
-                                columns=[f"x{j}" for j in range(dataset.features.shape[1])])
+            head = pd.DataFrame(
+                dataset.features[:20], columns=[f"x{j}" for j in range(dataset.features.shape[1])]
+            )
             head.insert(0, "label", np.asarray(dataset.class_names, dtype=object)[dataset.labels[:20]])
             head.insert(0, "id", np.asarray(dataset.ids[:20]).astype(str))
             st.dataframe(head, hide_index=True)
 
-st.page_link("app_pages/select.py", label="Next: select the subset of highest value",
-             icon=":material/arrow_forward:")
+st.page_link(
+    "app_pages/select.py", label="Next: select the subset of highest value", icon=":material/arrow_forward:"
+)

@@ -9,6 +9,7 @@ import streamlit as st
 from app import services
 from app.components.jobs import job_panel
 from app.components.thumbs import display_image, example_view, thumbnail_grid
+from core import review
 
 st.title("Review")
 st.caption(
@@ -18,15 +19,7 @@ st.caption(
 )
 
 store = services.get_store()
-did = services.current_dataset_id()
-if did is None:
-    st.info("No dataset yet.")
-    st.page_link("app_pages/data.py", label="Import one on the Data page", icon=":material/dataset:")
-    st.stop()
-review, why = services.optional_module("core.review")
-if review is None:
-    st.warning(f"Label review is not available yet. {why}")
-    st.stop()
+did = services.require_dataset()
 
 reviewer_value, save_reviewer = services.remembered("reviewer", "reviewer")
 top = st.columns([2, 1, 1, 1], vertical_alignment="bottom")

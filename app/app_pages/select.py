@@ -9,64 +9,80 @@ import streamlit as st
 
 from app import services
 from app.components.jobs import job_panel
+from core.valuation import available_methods
 
 st.title("Select")
-st.caption("Choose the training subset of highest value at a budget; flagged (likely mislabelled) "
-           "examples are kept out by HOST-CP.")
+st.caption(
+    "Choose the training subset of highest value at a budget; flagged (likely mislabelled) "
+    "examples are kept out by HOST-CP."
+)
 
 store = services.get_store()
-did = services.current_dataset_id()
-if did is None:
-    st.info("No dataset yet.")
-    st.page_link("app_pages/data.py", label="Import one on the Data page", icon=":material/dataset:")
-    st.stop()
+did = services.require_dataset()
 
 info = store.dataset_info(did)
-valuation, why = services.optional_module("core.valuation")
-methods: dict[str, str] = {}
-if valuation is not None:
-    try:
-        methods = dict(valuation.available_methods())
-    except Exception as e:  # a method module not written yet or broken
-        why = f"The method registry failed to load ({type(e).__name__}: {e})."
-if not methods:
-    st.warning(f"Selection methods are not available yet. {why}")
+methods = available_methods()
 
 # ------------------------------------------------------------------ controls
 budget_value, save_budget = services.remembered("budget_pct", 10)
 method_value, save_method = services.remembered("method", "hostcp")
-options = list(methods) or ["hostcp"]
+options = list(methods)
 if method_value not in options:
     method_value = "hostcp" if "hostcp" in options else options[0]
 
 c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="bottom")
-budget_pct = c1.slider("Budget (% of training data)", min_value=1, max_value=100, step=1, key="budget_pct",
-                       value=int(budget_value), on_change=save_budget,
-                       help="Moving it after a run previews that budget from the run's stored values.")
+budget_pct = c1.slider(
+    "Budget (% of training data)",
+    min_value=1,
+    max_value=100,
+    step=1,
+    key="budget_pct",
+    value=int(budget_value),
+    on_change=save_budget,
+    help="Moving it after a run previews that budget from the run's stored values.",
+)
 budget = budget_pct / 100.0
-method = c2.selectbox("Method", options, index=options.index(method_value), key="method",
-                      on_change=save_method, format_func=lambda m: methods.get(m, m), disabled=not methods)
+method = c2.selectbox(
+    "Method",
+    options,
+    index=options.index(method_value),
+    key="method",
+    on_change=save_method,
+    format_func=lambda m: methods.get(m, m),
+    disabled=not methods,
+)
 with st.expander("Advanced settings"):
     seed_value, save_seed = services.remembered("seed", 0)
     config_value, save_config = services.remembered("method_config", "")
-    seed = st.number_input("Seed", min_value=0, max_value=10_000, step=1, key="seed", value=int(seed_value),
-                           on_change=save_seed)
+    seed = st.number_input(
+        "Seed", min_value=0, max_value=10_000, step=1, key="seed", value=int(seed_value), on_change=save_seed
+    )
     config_text = st.text_area(
-        "Method settings (JSON)", key="method_config", height=68, value=config_value,
-        on_change=save_config, placeholder='{"epochs": 2}',
-        help="Passed to the method, e.g. HOST-CP's HostCPConfig fields; leave empty for the defaults.")
+        "Method settings (JSON)",
+        key="method_config",
+        height=68,
+        value=config_value,
+        on_change=save_config,
+        placeholder='{"epochs": 2}',
+        help="Passed to the method, e.g. HOST-CP's HostCPConfig fields; leave empty for the defaults.",
+    )
 
 running = job_panel(did, "selection", title="Selection")
-if c3.button("Run", type="primary", disabled=running or not methods, key="run_selection",
-             use_container_width=True):
+if c3.button(
+    "Run", type="primary", disabled=running or not methods, key="run_selection", use_container_width=True
+):
     with services.engine_errors("Starting the selection"):
         from core.pipeline import SelectionSpec, run_selection
 
-        spec = SelectionSpec(method=method, budget=budget, seed=int(seed),
-                             config=services.parse_config(config_text))
-        services.submit("selection",
-                        lambda reporter: {"run_id": run_selection(store, did, spec, reporter=reporter)},
-                        dataset_id=did, params={"method": method, "budget": budget})
+        spec = SelectionSpec(
+            method=method, budget=budget, seed=int(seed), config=services.parse_config(config_text)
+        )
+        services.submit(
+            "selection",
+            lambda reporter: {"run_id": run_selection(store, did, spec, reporter=reporter)},
+            dataset_id=did,
+            params={"method": method, "budget": budget},
+        )
         st.rerun()
 
 # ------------------------------------------------------------------- results
@@ -81,8 +97,11 @@ if st.session_state.get("_newest_run_seen") != (did, newest):  # a new run appea
     st.session_state["run_choice"] = newest
 if st.session_state.get("run_choice") not in [r["id"] for r in runs]:
     st.session_state["run_choice"] = newest
-labels_of = {r["id"]: f"run #{r['id']} · {methods.get(r['method'], r['method'])} at {r['budget']:.0%}"
-             + (" (re-scored)" if r["info"].get("rescored_from") else "") for r in runs}
+labels_of = {
+    r["id"]: f"run #{r['id']} · {methods.get(r['method'], r['method'])} at {r['budget']:.0%}"
+    + (" (re-scored)" if r["info"].get("rescored_from") else "")
+    for r in runs
+}
 run_id = st.selectbox("Showing", [r["id"] for r in runs], format_func=labels_of.get, key="run_choice")
 
 with services.engine_errors("Showing the run"):
@@ -100,27 +119,45 @@ with services.engine_errors("Showing the run"):
 
     m = st.columns(4)
     m[0].metric("Chosen", f"{int(chosen.sum()):,}", help="Examples in the subset at this budget.")
-    m[1].metric("Discarded", f"{int((candidate & ~chosen).sum()):,}",
-                help="Training examples left out at this budget.")
-    m[2].metric("Flagged among chosen", int((chosen & flagged).sum()),
-                help="Likely mislabelled examples inside the subset.")
+    m[1].metric(
+        "Discarded",
+        f"{int((candidate & ~chosen).sum()):,}",
+        help="Training examples left out at this budget.",
+    )
+    m[2].metric(
+        "Flagged among chosen",
+        int((chosen & flagged).sum()),
+        help="Likely mislabelled examples inside the subset.",
+    )
     m[3].metric("Flagged overall", int(flagged.sum()))
     if not at_run_budget:
-        st.info(f"Preview at **{budget_pct}%** from the stored values of run #{run.id} "
-                f"(which ran at {run.budget:.0%}); the engine was not rerun.")
-        if st.button(f"Run {methods.get(run.method, run.method)} at exactly {budget_pct}%",
-                     disabled=running or run.method not in methods, key="rerun_at_budget"):
+        st.info(
+            f"Preview at **{budget_pct}%** from the stored values of run #{run.id} "
+            f"(which ran at {run.budget:.0%}); the engine was not rerun."
+        )
+        if st.button(
+            f"Run {methods.get(run.method, run.method)} at exactly {budget_pct}%",
+            disabled=running or run.method not in methods,
+            key="rerun_at_budget",
+        ):
             with services.engine_errors("Starting the selection"):
                 from core.pipeline import SelectionSpec, run_selection
 
                 s = run.settings
-                spec = SelectionSpec(method=run.method, budget=budget, seed=int(run.seed),
-                                     backbone=s.get("backbone", "auto"), device=s.get("device", "auto"),
-                                     config=dict(s.get("config") or {}))
+                spec = SelectionSpec(
+                    method=run.method,
+                    budget=budget,
+                    seed=int(run.seed),
+                    backbone=s.get("backbone", "auto"),
+                    device=s.get("device", "auto"),
+                    config=dict(s.get("config") or {}),
+                )
                 services.submit(
                     "selection",
                     lambda reporter: {"run_id": run_selection(store, did, spec, reporter=reporter)},
-                    dataset_id=did, params={"method": run.method, "budget": budget})
+                    dataset_id=did,
+                    params={"method": run.method, "budget": budget},
+                )
                 st.rerun()
 
     map_tab, curve_tab, table_tab = st.tabs(["Map", "Value curves", "Chosen examples"])
@@ -133,23 +170,29 @@ with services.engine_errors("Showing the run"):
                 if services.latest_job(did, "umap") is None:  # first visit: lay out once, in the background
                     from core.pipeline import compute_umap
 
-                    services.submit("umap", lambda reporter: {
-                        "shape": list(compute_umap(store, did, reporter=reporter).shape)},
-                        dataset_id=did)
+                    services.submit(
+                        "umap",
+                        lambda reporter: {"shape": list(compute_umap(store, did, reporter=reporter).shape)},
+                        dataset_id=did,
+                    )
                     st.rerun()
                 if st.button("Compute the map", key="compute_map"):
                     from core.pipeline import compute_umap
 
-                    services.submit("umap", lambda reporter: {
-                        "shape": list(compute_umap(store, did, reporter=reporter).shape)},
-                        dataset_id=did)
+                    services.submit(
+                        "umap",
+                        lambda reporter: {"shape": list(compute_umap(store, did, reporter=reporter).shape)},
+                        dataset_id=did,
+                    )
                     st.rerun()
         else:
             hover = services.hover_table(dataset, labels, run.value, mis)
             fig = map_figure(layout, selected=chosen, flagged=flagged, candidate=candidate, hover=hover)
             st.plotly_chart(fig, key="selection_map")
-            st.caption("Each point is an example laid out by UMAP on its embedding; red = chosen, "
-                       "blue = discarded, grey = validation/test, ringed = flagged as likely mislabelled.")
+            st.caption(
+                "Each point is an example laid out by UMAP on its embedding; red = chosen, "
+                "blue = discarded, grey = validation/test, ringed = flagged as likely mislabelled."
+            )
 
     with curve_tab:
         table = store.get_table(did, "curve")
@@ -157,11 +200,17 @@ with services.engine_errors("Showing the run"):
         with st.form("curve_form", border=False):
             cc = st.columns([3, 2, 1], vertical_alignment="bottom")
             default_methods = [x for x in ("hostcp", "random", "clean_random", "knn_shapley") if x in methods]
-            curve_methods = cc[0].multiselect("Methods", list(methods), default=default_methods,
-                                              format_func=lambda x: methods.get(x, x))
+            curve_methods = cc[0].multiselect(
+                "Methods", list(methods), default=default_methods, format_func=lambda x: methods.get(x, x)
+            )
             budgets_text = cc[1].text_input("Budgets (fractions)", value="0.05,0.1,0.2,0.3")
-            seeds = cc[2].number_input("Seeds", min_value=1, max_value=10, value=1,
-                                       help="Repeats per method and budget; 1 is quick, 3+ shows spread.")
+            seeds = cc[2].number_input(
+                "Seeds",
+                min_value=1,
+                max_value=10,
+                value=1,
+                help="Repeats per method and budget; 1 is quick, 3+ shows spread.",
+            )
             go_curve = st.form_submit_button("Compute value curves", disabled=curve_running or not methods)
         if go_curve:
             with services.engine_errors("Starting the value curves"):
@@ -171,46 +220,75 @@ with services.engine_errors("Showing the run"):
                 try:
                     budgets = [float(b) for b in budgets_text.split(",") if b.strip()]
                 except ValueError as e:
-                    raise ConfigError(f"Budgets are fractions separated by commas, e.g. 0.05,0.1; "
-                                      f"got {budgets_text!r}.") from e
+                    raise ConfigError(
+                        f"Budgets are fractions separated by commas, e.g. 0.05,0.1; got {budgets_text!r}."
+                    ) from e
                 if not budgets or any(not 0 < b <= 1 for b in budgets):
                     raise ConfigError(f"Budgets must be in (0, 1]; got {budgets_text!r}.")
                 if not curve_methods:
                     raise ConfigError("Choose at least one method for the value curves.")
                 chosen_methods = list(curve_methods)
-                services.submit("curve", lambda reporter: {"rows": len(run_value_curve(
-                    store, did, methods=chosen_methods, budgets=budgets, seeds=int(seeds),
-                    reporter=reporter))}, dataset_id=did)
+                services.submit(
+                    "curve",
+                    lambda reporter: {
+                        "rows": len(
+                            run_value_curve(
+                                store,
+                                did,
+                                methods=chosen_methods,
+                                budgets=budgets,
+                                seeds=int(seeds),
+                                reporter=reporter,
+                            )
+                        )
+                    },
+                    dataset_id=did,
+                )
                 st.rerun()
         if table is not None and len(table):
-            st.plotly_chart(value_curve_figure(table, current_budget=budget, labels=methods),
-                            key="value_curves")
-            st.caption("Test accuracy of a model trained on each method's subset, by budget "
-                       "(mean ± one standard deviation over seeds).")
+            st.plotly_chart(
+                value_curve_figure(table, current_budget=budget, labels=methods), key="value_curves"
+            )
+            st.caption(
+                "Test accuracy of a model trained on each method's subset, by budget "
+                "(mean ± one standard deviation over seeds)."
+            )
         else:
             st.caption("No value curves yet for this dataset.")
 
     with table_tab:
         names = np.asarray(dataset.class_names, dtype=object)
-        per_class = pd.DataFrame({
-            "class": names,
-            "chosen": np.bincount(labels[chosen], minlength=len(names)),
-            "candidates": np.bincount(labels[candidate], minlength=len(names)),
-        })
-        fig = go.Figure([
-            go.Bar(name="candidates", x=per_class["class"], y=per_class["candidates"],
-                   marker_color="#9ecae1"),
-            go.Bar(name="chosen", x=per_class["class"], y=per_class["chosen"], marker_color="#d62728"),
-        ])
-        fig.update_layout(barmode="overlay", height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                          xaxis_type="category", legend={"orientation": "h"})
+        per_class = pd.DataFrame(
+            {
+                "class": names,
+                "chosen": np.bincount(labels[chosen], minlength=len(names)),
+                "candidates": np.bincount(labels[candidate], minlength=len(names)),
+            }
+        )
+        fig = go.Figure(
+            [
+                go.Bar(
+                    name="candidates", x=per_class["class"], y=per_class["candidates"], marker_color="#9ecae1"
+                ),
+                go.Bar(name="chosen", x=per_class["class"], y=per_class["chosen"], marker_color="#d62728"),
+            ]
+        )
+        fig.update_layout(
+            barmode="overlay",
+            height=260,
+            margin={"l": 10, "r": 10, "t": 10, "b": 10},
+            xaxis_type="category",
+            legend={"orientation": "h"},
+        )
         st.plotly_chart(fig, key="per_class")
         idx = np.flatnonzero(candidate)
-        rows = pd.DataFrame({
-            "id": np.asarray(dataset.ids)[idx].astype(str),
-            "label": names[labels[idx]],
-            "value": run.value[idx],
-            "chosen": chosen[idx],
-            "flagged": flagged[idx],
-        }).sort_values("value", ascending=False)
+        rows = pd.DataFrame(
+            {
+                "id": np.asarray(dataset.ids)[idx].astype(str),
+                "label": names[labels[idx]],
+                "value": run.value[idx],
+                "chosen": chosen[idx],
+                "flagged": flagged[idx],
+            }
+        ).sort_values("value", ascending=False)
         st.dataframe(rows, hide_index=True, height=320)

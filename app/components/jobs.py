@@ -30,8 +30,12 @@ def _poll(job_id: int, title: str) -> None:
         st.progress(min(max(job.fraction, 0.0), 1.0), text=f"{detail} ({job.fraction:.0%})")
         left, right = st.columns([3, 1])
         left.caption("Cancelling..." if job.cancel_requested else _eta_text(job.eta_s))
-        if right.button("Cancel", key=f"cancel-job-{job.id}", disabled=job.cancel_requested,
-                        help="Stop the job at its next check; results already saved are kept."):
+        if right.button(
+            "Cancel",
+            key=f"cancel-job-{job.id}",
+            disabled=job.cancel_requested,
+            help="Stop the job at its next check; results already saved are kept.",
+        ):
             services.get_runner().cancel(job.id)
             st.rerun(scope="fragment")
 

@@ -25,13 +25,15 @@ def display_image(image: np.ndarray, *, side: int = 96) -> np.ndarray:
     return np.asarray(pil.convert("RGB").resize(size, resample))
 
 
-def thumbnail_grid(images: Sequence[np.ndarray], captions: Sequence[str], *, columns: int = 8,
-                   side: int = 72) -> None:
+def thumbnail_grid(
+    images: Sequence[np.ndarray], captions: Sequence[str], *, columns: int = 8, side: int = 72
+) -> None:
     """Images in rows of ``columns``, each with its caption."""
     for start in range(0, len(images), columns):
         cols = st.columns(columns)
-        for col, img, cap in zip(cols, images[start:start + columns], captions[start:start + columns],
-                                 strict=False):
+        for col, img, cap in zip(
+            cols, images[start : start + columns], captions[start : start + columns], strict=False
+        ):
             col.image(display_image(img, side=side), caption=cap)
 
 
@@ -40,7 +42,8 @@ def example_view(dataset, index: int, *, side: int = 200) -> None:
     if dataset.images is not None:
         st.image(display_image(dataset.images[index], side=side), caption=str(dataset.ids[index]))
     else:
-        row = pd.DataFrame(dataset.features[index:index + 1],
-                           columns=[f"x{j}" for j in range(dataset.features.shape[1])])
+        row = pd.DataFrame(
+            dataset.features[index : index + 1], columns=[f"x{j}" for j in range(dataset.features.shape[1])]
+        )
         row.insert(0, "id", [str(dataset.ids[index])])
         st.dataframe(row, hide_index=True)
