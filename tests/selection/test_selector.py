@@ -1,0 +1,182 @@
+"""HOST-CP selector: subset-awareness, learning signal, read-out, determinism, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import ConfigError, JobCancelled, NotFittedError
+from core.selection.layer import SelectionLayer
+from core.selection.selector import (
+    HostCPConfig,
+    HostCPSelector,
+    SelectionModel,
+    _batch_inputs,
+    _round,
+    lookahead_val_loss,
+)
+from core.valuation import SelectionTask, get_method
+
+FAST = {"epochs": 1, "batch_size": 16, "n_existing": 4, "proj_dim": 8}
+
+
+def _blobs(n_per=40, n_classes=3, dim=6, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_classes, dim)) * 4
+    y = np.repeat(np.arange(n_classes), n_per)
+    x = (centers[y] + rng.normal(size=(len(y), dim))).astype(np.float32)
+    yv = np.repeat(np.arange(n_classes), 10)
+    xv = (centers[yv] + rng.normal(size=(len(yv), dim))).astype(np.float32)
+    return x, y, xv, yv
+
+
+def _duplicates(groups=12, copies=8, dim=5, seed=0):
+    """Many exact duplicates: ``groups`` distinct points, each repeated ``copies`` times."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(groups, dim)).astype(np.float32) * 3
+    yb = np.arange(groups) % 3
+    x = np.repeat(base, copies, axis=0)
+    y = np.repeat(yb, copies)
+    return x, y, base, yb
+
+
+def test_round_opens_one_copy_of_duplicates():
+    # 4 exact duplicates share u evenly (1/4 each); rounding opens exactly one
+    zn = np.full((4, 4), 0.25)
+    u = np.full(4, 0.25)
+    opened = _round(zn, u, np.ones(4), limit=1)
+    assert opened.sum() == 1
+    opened = _round(zn, u, np.ones(4), limit=3)
+    assert opened.sum() == 1  # the others are represented by the opened copy
+
+
+def test_hostcp_does_not_spend_budget_on_second_copies():
+    x, y, base, yb = _duplicates()
+    rng = np.random.default_rng(1)
+    perm = rng.permutation(len(y))
+    x, y = x[perm], y[perm]
+    task = SelectionTask(x, y, base, yb, n_classes=3, budget=12 / len(y), seed=0)
+    res = get_method("hostcp", **FAST, exclude_flagged=False, quality_weight=False,
+                     learn_cost=False).fit(task).result
+    groups = np.unique(x[res.selected], axis=0)
+    assert res.selected.sum() == 12
+    assert len(groups) >= 11  # (almost) one copy per group: no budget wasted on copies
+    # a per-point top-k spends the budget on copies of a few groups
+    knn = get_method("knn_shapley").fit(task).result
+    assert len(np.unique(x[knn.selected], axis=0)) < len(groups)
+
+
+def test_lookahead_gradient_reaches_phi_and_is_not_zero():
+    x, y, xv, yv = _blobs()
+    cfg = HostCPConfig(**FAST)
+    gen = torch.Generator().manual_seed(0)
+    model = SelectionModel(x.shape[1], 3, cfg, gen).double()
+    layer = SelectionLayer(16, 4)
+    data = {"x": torch.tensor(x, dtype=torch.float64), "y": torch.tensor(y),
+            "q": torch.zeros(len(y), dtype=torch.float64), "flagged_np": np.zeros(len(y), bool)}
+    theta = [torch.zeros(x.shape[1], 3, dtype=torch.float64, requires_grad=True),
+             torch.zeros(3, dtype=torch.float64, requires_grad=True)]
+    idx = np.random.default_rng(0).permutation(len(y))[:16]
+    existing = np.random.default_rng(1).permutation(len(y))[:6]
+    batch = _batch_inputs(model, layer, data, idx, existing, 3.0, None, cfg)
+    loss, u, _, _ = lookahead_val_loss(model, layer, theta, batch, data,
+                                       torch.tensor(xv, dtype=torch.float64), torch.tensor(yv), 0.5)
+    loss.backward()
+    assert model.proj.grad is not None and model.proj.grad.abs().sum() > 0
+    assert model.label_emb.grad.abs().sum() > 0
+    assert model.cost_y.grad.abs().sum() > 0
+
+
+def test_learning_phi_lowers_validation_loss_against_frozen_phi():
+    x, y, xv, yv = _blobs(seed=3)
+    y = y.copy()
+    y[::5] = (y[::5] + 1) % 3  # noisy labels: which points are opened matters for val loss
+    cfg = HostCPConfig(**FAST)
+    layer = SelectionLayer(16, 4)
+    data = {"x": torch.tensor(x, dtype=torch.float64), "y": torch.tensor(y),
+            "q": torch.zeros(len(y), dtype=torch.float64), "flagged_np": np.zeros(len(y), bool)}
+    theta = [torch.zeros(x.shape[1], 3, dtype=torch.float64, requires_grad=True),
+             torch.zeros(3, dtype=torch.float64, requires_grad=True)]
+    idx = np.arange(0, len(y), len(y) // 16)[:16]
+    xv_t, yv_t = torch.tensor(xv, dtype=torch.float64), torch.tensor(yv)
+
+    def val_loss(model):
+        batch = _batch_inputs(model, layer, data, idx, np.zeros(0, int), 3.0, None, cfg)
+        return lookahead_val_loss(model, layer, theta, batch, data, xv_t, yv_t, 0.5)[0]
+
+    model = SelectionModel(x.shape[1], 3, cfg, torch.Generator().manual_seed(0)).double()
+    frozen = float(val_loss(model).detach())
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(15):
+        opt.zero_grad()
+        loss = val_loss(model)
+        loss.backward()
+        opt.step()
+    learned = float(val_loss(model).detach())
+    assert learned < frozen - 1e-3
+
+
+def test_fit_returns_exactly_k_excludes_flagged_and_is_deterministic():
+    x, y, xv, yv = _blobs()
+    flagged = np.zeros(len(y), bool)
+    flagged[::7] = True
+    task = SelectionTask(x, y, xv, yv, n_classes=3, budget=0.15, seed=5, flagged=flagged,
+                         suspect=flagged.astype(float))
+    a = get_method("hostcp", **FAST).fit(task).result
+    b = get_method("hostcp", **FAST).fit(task).result
+    assert a.selected.sum() == task.k
+    assert not (a.selected & flagged).any()
+    np.testing.assert_array_equal(a.selected, b.selected)
+    np.testing.assert_allclose(a.scores, b.scores)
+    assert np.isfinite(a.scores).all()
+    # the chosen set ranks first, so a preview at the run's budget is the set
+    top = np.argsort(-a.scores, kind="stable")[: task.k]
+    assert a.selected[top].all()
+
+
+def test_reports_progress_and_can_be_cancelled():
+    x, y, xv, yv = _blobs()
+    task = SelectionTask(x, y, xv, yv, n_classes=3, budget=0.1, flagged=np.zeros(len(y), bool))
+
+    class Rec:
+        def __init__(self, stop_after):
+            self.events, self.stop_after = [], stop_after
+
+        def report(self, stage, fraction, message=""):
+            self.events.append((stage, fraction, message))
+
+        def check_cancelled(self):
+            if len(self.events) >= self.stop_after:
+                raise JobCancelled()
+
+    rec = Rec(10**6)
+    get_method("hostcp", **FAST).fit(task, reporter=rec)
+    assert any("epoch 1/2" in m for _, _, m in rec.events)
+    assert rec.events[-1][1] == pytest.approx(1.0)
+    with pytest.raises(JobCancelled):
+        get_method("hostcp", **FAST).fit(task, reporter=Rec(3))
+
+
+def test_config_validation_and_not_fitted():
+    with pytest.raises(ConfigError):
+        HostCPConfig(gamma=0.0)
+    with pytest.raises(ConfigError):
+        HostCPConfig(batch_size=1000)
+    with pytest.raises(ConfigError):
+        HostCPConfig(solver="ECOS")
+    with pytest.raises(ConfigError):
+        get_method("hostcp", not_a_setting=1)
+    with pytest.raises(TypeError):
+        HostCPSelector(config={"epochs": 1})
+    with pytest.raises(NotFittedError):
+        _ = HostCPSelector().result
+
+
+def test_class_quotas_and_phi_every_paths_return_exactly_k():
+    x, y, xv, yv = _blobs(seed=2)
+    task = SelectionTask(x, y, xv, yv, n_classes=3, budget=0.2, seed=0, flagged=np.zeros(len(y), bool))
+    res = get_method("hostcp", **FAST, class_quotas=True, phi_every=2).fit(task).result
+    assert res.selected.sum() == task.k
+    counts = np.bincount(y[res.selected], minlength=3)
+    assert counts.min() >= 6  # 8 per class at 20 percent; quotas keep classes balanced

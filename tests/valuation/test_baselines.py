@@ -1,0 +1,178 @@
+"""Baselines and the registry: exactly k, stratification, flags, references, determinism."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError, DataError, NotFittedError
+from core.valuation import SelectionTask, available_methods, get_method
+from core.valuation.base import stratified_quotas, top_k_mask
+from core.valuation.data_oob import data_oob_values
+from core.valuation.facility_location import facility_location_greedy
+from core.valuation.kcenter import kcenter_greedy
+from core.valuation.knn_shapley import knn_shapley_values
+
+BASELINES = ["random", "clean_random", "kcenter", "facility_location", "knn_shapley", "data_oob"]
+
+
+@pytest.fixture(scope="module")
+def task():
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 60 + [1] * 30 + [2] * 30)
+    centers = rng.normal(size=(3, 4)) * 3
+    x = (centers[y] + rng.normal(size=(len(y), 4))).astype(np.float32)
+    yv = np.repeat(np.arange(3), 8)
+    xv = (centers[yv] + rng.normal(size=(len(yv), 4))).astype(np.float32)
+    flagged = np.zeros(len(y), bool)
+    flagged[::6] = True
+    return SelectionTask(x, y, xv, yv, n_classes=3, budget=0.2, seed=1, flagged=flagged,
+                         suspect=flagged * 0.9)
+
+
+def test_registry_lists_all_methods_hostcp_first():
+    names = list(available_methods())
+    assert names[0] == "hostcp"
+    assert set(names) == {"hostcp", *BASELINES}
+    with pytest.raises(ConfigError):
+        get_method("nope")
+    with pytest.raises(ConfigError):
+        get_method("knn_shapley", bogus=3)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_baseline_returns_exactly_k_and_scores_for_all(name, task):
+    res = get_method(name).fit(task).result
+    assert res.method == name
+    assert res.selected.dtype == bool and res.selected.sum() == task.k
+    assert res.scores.shape == (task.n,) and np.isfinite(res.scores).all()
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_baseline_is_deterministic_for_a_seed(name, task):
+    a = get_method(name).fit(task).result
+    b = get_method(name).fit(task).result
+    np.testing.assert_array_equal(a.selected, b.selected)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_not_fitted(name):
+    with pytest.raises(NotFittedError):
+        _ = get_method(name).result
+
+
+def test_random_is_stratified(task):
+    res = get_method("random").fit(task).result
+    counts = np.bincount(task.y_train[res.selected], minlength=3)
+    np.testing.assert_array_equal(counts, [12, 6, 6])
+
+
+def test_clean_random_respects_flags_and_strata(task):
+    res = get_method("clean_random").fit(task).result
+    assert not (res.selected & task.flagged).any()
+    np.testing.assert_array_equal(np.bincount(task.y_train[res.selected], minlength=3), [12, 6, 6])
+
+
+def test_facility_location_is_stratified(task):
+    res = get_method("facility_location").fit(task).result
+    np.testing.assert_array_equal(np.bincount(task.y_train[res.selected], minlength=3), [12, 6, 6])
+
+
+def test_stratified_quotas_sum_and_caps():
+    y = np.array([0] * 10 + [1] * 5)
+    allowed = np.ones(15, bool)
+    allowed[:9] = False  # class 0 has one allowed point
+    q = stratified_quotas(y, 6, 2, allowed=allowed)
+    assert q.sum() == 6 and q[0] == 1
+    assert top_k_mask(np.array([3.0, 1.0, 2.0]), 2, allowed=np.array([False, True, True])).tolist() == [
+        False, True, True,
+    ]
+
+
+def test_kcenter_matches_brute_force_greedy():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(30, 3)).astype(np.float32)
+    order = kcenter_greedy(x, 5, seed=0)
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    ref = [order[0]]
+    for _ in range(4):
+        ref.append(int(np.argmax(d[:, ref].min(1))))
+    assert order.tolist() == ref
+
+
+def test_facility_location_greedy_matches_brute_force():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(9, 2)).astype(np.float32)
+    order, _ = facility_location_greedy(x, 3)
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    sim = d.max() - d
+
+    def f(s):
+        return sim[:, list(s)].max(1).sum()
+
+    greedy = []
+    for _ in range(3):
+        greedy.append(max((j for j in range(9) if j not in greedy), key=lambda j: f(greedy + [j])))
+    assert order.tolist() == greedy
+    best = max(f(c) for c in itertools.combinations(range(9), 3))
+    assert f(order) >= (1 - 1 / np.e) * best  # the greedy guarantee
+
+
+def test_knn_shapley_matches_brute_force_shapley():
+    rng = np.random.default_rng(4)
+    xt = rng.normal(size=(5, 2)).astype(np.float32)
+    yt = np.array([0, 1, 0, 1, 1])
+    xv = rng.normal(size=(2, 2)).astype(np.float32)
+    yv = np.array([0, 1])
+    k = 2
+    vals = knn_shapley_values(xt, yt, xv, yv, k=k)
+
+    def utility(s, j):
+        if not s:
+            return 0.0
+        d = np.linalg.norm(xt[list(s)] - xv[j], axis=1)
+        near = np.array(list(s))[np.argsort(d, kind="stable")[:k]]
+        return float((yt[near] == yv[j]).sum()) / k
+
+    from math import factorial
+
+    n = 5
+    ref = np.zeros(n)
+    for j in range(2):
+        for i in range(n):
+            others = [t for t in range(n) if t != i]
+            for r in range(n):
+                for s in itertools.combinations(others, r):
+                    w = factorial(r) * factorial(n - r - 1) / factorial(n)
+                    ref[i] += w * (utility(set(s) | {i}, j) - utility(set(s), j))
+    np.testing.assert_allclose(vals, ref / 2, atol=1e-9)
+
+
+def test_data_oob_ranks_flipped_points_low():
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1], 60)
+    x = (np.where(y[:, None] == 0, -2.0, 2.0) + rng.normal(size=(120, 2))).astype(np.float32)
+    noisy = y.copy()
+    noisy[:6] = 1  # six class-0 points labelled 1
+    vals = data_oob_values(x, noisy, n_estimators=50, seed=0)
+    assert vals[:6].mean() < vals[6:].mean() - 0.3
+
+
+def test_task_validation():
+    x = np.zeros((4, 2), np.float32)
+    y = np.array([0, 1, 0, 1])
+    with pytest.raises(DataError):
+        SelectionTask(x, y[:3], x, y, n_classes=2, budget=0.5)
+    with pytest.raises(ConfigError):
+        SelectionTask(x, y, x, y, n_classes=2, budget=1.5)
+    with pytest.raises(DataError):
+        SelectionTask(x, np.array([0, 1, 2, 1]), x, y, n_classes=2, budget=0.5)
+    with pytest.raises(DataError):
+        SelectionTask(x, y, np.zeros((4, 3), np.float32), y, n_classes=2, budget=0.5)
+    with pytest.raises(DataError):
+        SelectionTask(x, y, x, y, n_classes=2, budget=0.5, flagged=np.zeros(3, bool))
+    with pytest.raises(TypeError):
+        get_method("random").fit("not a task")
+    assert SelectionTask(x, y, x, y, n_classes=2, budget=0.01).k == 1
