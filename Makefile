@@ -35,3 +35,4 @@ bench: setup
 	$(PY) benchmarks/value_curves.py
 	$(PY) benchmarks/mislabel.py
 	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/cli_speed.py
