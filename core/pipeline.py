@@ -290,6 +290,8 @@ def run_value_curve(
     """Test accuracy of each method's subset at each budget over seeds; stored and returned.
 
     Columns: method, budget, seed, accuracy, n_selected (method ``full`` is all candidates).
+    The test split is scored against the true labels when the dataset knows them (a
+    demo with injected noise), else against the current (reviewed) labels.
     """
     from core.evaluate import value_curve
     from core.valuation import available_methods
@@ -297,7 +299,7 @@ def run_value_curve(
     reporter = reporter or NullReporter()
     methods = list(methods or available_methods())
     info = store.dataset_info(dataset_id)
-    _, split = store.get_dataset(dataset_id)
+    dataset, split = store.get_dataset(dataset_id)
     if len(split.test) == 0:
         raise ConfigError("This dataset has no test split, so subset value cannot be measured.")
     emb = dataset_embeddings(
@@ -308,13 +310,16 @@ def run_value_curve(
     )
     cand, val, labels = _candidates(store, dataset_id)
     test = split.test
+    # Subset value is accuracy on a *clean* test split: where the true labels are known
+    # (demos with injected noise) they score it; otherwise the reviewed labels do.
+    y_test = dataset.true_labels[test] if dataset.true_labels is not None else labels[test]
     table = value_curve(
         emb[cand],
         labels[cand],
         emb[val],
         labels[val],
         emb[test],
-        labels[test],
+        y_test,
         n_classes=len(info.class_names),
         budgets=list(budgets),
         methods=methods,

@@ -83,3 +83,27 @@ def test_selection_as_a_cancellable_job(store, digits_id):
         dataset_id=digits_id,
     ), timeout=300)
     assert job.status == "done" and store.get_run(job.result["run_id"]).method == "random"
+
+
+def test_value_curve_scores_against_true_labels_when_known(store, monkeypatch):
+    """A demo with injected noise is scored on its clean test labels, never the flipped ones."""
+    import core.evaluate
+    from core.data import load_demo
+    from core.pipeline import run_value_curve
+
+    dataset = load_demo("digits-noisy")
+    did = import_dataset(store, dataset, seed=0)
+    _, split = store.get_dataset(did)
+    seen = {}
+
+    def fake_curve(*args, **kwargs):
+        seen["y_test"] = args[5]
+        import pandas as pd
+
+        return pd.DataFrame({"method": ["full"], "budget": [1.0], "seed": [0], "accuracy": [1.0],
+                             "n_selected": [1]})
+
+    monkeypatch.setattr(core.evaluate, "value_curve", fake_curve)
+    run_value_curve(store, did, methods=["random"], budgets=[0.1], seeds=1)
+    np.testing.assert_array_equal(seen["y_test"], dataset.true_labels[split.test])
+    assert (dataset.true_labels[split.test] != dataset.labels[split.test]).any()  # it matters
