@@ -81,8 +81,8 @@ def value_curve_figure(
         xaxis_title="budget (% of training data)",
         yaxis_title="test accuracy",
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        legend={"orientation": "h", "y": -0.2},
-        height=420,
+        legend={"orientation": "h", "y": -0.3, "yanchor": "top"},
+        height=460,
     )
     return fig
 
