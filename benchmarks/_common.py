@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.datasets import load_digits
 
-__all__ = ["BenchData", "digits_data", "mixture_data", "flip_labels", "with_flags"]
+from core.data.demos import flip_labels
+
+__all__ = ["BenchData", "digits_data", "mixture_data", "with_flags"]
 
 
 @dataclass(frozen=True)
@@ -27,15 +29,6 @@ class BenchData:
     suspect: np.ndarray | None = None
 
 
-def flip_labels(y: np.ndarray, rate: float, n_classes: int, seed: int) -> np.ndarray:
-    """Flip ``rate`` of the labels to a different class chosen uniformly at random."""
-    rng = np.random.default_rng(seed)
-    y = y.copy()
-    idx = rng.choice(len(y), int(round(rate * len(y))), replace=False)
-    y[idx] = (y[idx] + rng.integers(1, n_classes, len(idx))) % n_classes
-    return y
-
-
 def _split(x: np.ndarray, y: np.ndarray, n_classes: int, noise: float, name: str, seed: int = 0) -> BenchData:
     from sklearn.model_selection import train_test_split
 
@@ -44,7 +37,9 @@ def _split(x: np.ndarray, y: np.ndarray, n_classes: int, noise: float, name: str
     tr, va = train_test_split(tr, test_size=0.15 / 0.8, stratify=y[tr], random_state=seed)
     mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6  # standardise on the train split only
     x = ((x - mu) / sd).astype(np.float32)
-    y_tr = flip_labels(y[tr], noise, n_classes, seed=1000 + seed) if noise > 0 else y[tr].copy()
+    y_tr = y[tr].copy()
+    if noise > 0:
+        y_tr = flip_labels(y[tr], rate=noise, n_classes=n_classes, seed=1000 + seed)[0]
     return BenchData(name, x[tr], y_tr, y[tr], x[va], y[va], x[te], y[te], n_classes)
 
 

@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.data.demos import flip_labels  # noqa: E402
 from core.mislabel import detect_mislabels, out_of_fold_proba  # noqa: E402
 from core.mislabel.oof import cleanlab_issues  # noqa: E402
 
@@ -56,17 +57,6 @@ def load(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
         d = load_demo("mixture", seed=seed)
         return d.features, d.labels, d.n_classes
     raise SystemExit(f"unknown dataset {name!r}; use digits or mixture")
-
-
-def flip(y: np.ndarray, n_classes: int, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flip ``rate`` of the labels, each to a uniformly chosen different class."""
-    rng = np.random.default_rng(10_000 + seed)
-    idx = rng.choice(len(y), int(round(rate * len(y))), replace=False)
-    noisy = y.copy()
-    noisy[idx] = (noisy[idx] + rng.integers(1, n_classes, len(idx))) % n_classes
-    truth = np.zeros(len(y), bool)
-    truth[idx] = True
-    return noisy, truth
 
 
 def data_oob_values(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
@@ -138,7 +128,7 @@ def run_one(name: str, rate: float, seed: int, methods: tuple[str, ...] = METHOD
     from cleanlab.rank import get_label_quality_scores
 
     x, y_clean, k = load(name, seed)
-    y, truth = flip(y_clean, k, rate, seed)
+    y, truth = flip_labels(y_clean, rate=rate, n_classes=k, seed=10_000 + seed)
     rows = []
     t0 = time.perf_counter()
     proba = out_of_fold_proba(x, y, n_classes=k, seed=seed)

@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from core.data.demos import flip_labels
 from core.errors import ConfigError, DataError
 from core.mislabel import (
     DetectorConfig,
@@ -17,16 +18,6 @@ from core.mislabel import (
     out_of_fold_proba,
 )
 from core.mislabel.signals import neighbours, representation_cost
-
-
-def _flip(y: np.ndarray, n_classes: int, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(y), int(round(rate * len(y))), replace=False)
-    noisy = y.copy()
-    noisy[idx] = (noisy[idx] + rng.integers(1, n_classes, len(idx))) % n_classes
-    truth = np.zeros(len(y), bool)
-    truth[idx] = True
-    return noisy, truth
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +32,7 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 def noisy_digits(digits):
     """Digits with 10% of labels flipped, and the detector's result on them."""
     x, y = digits
-    noisy, truth = _flip(y, 10, 0.10, seed=0)
+    noisy, truth = flip_labels(y, rate=0.10, n_classes=10, seed=0)
     proba = out_of_fold_proba(x, noisy, n_classes=10, seed=0)
     result = detect_mislabels(x, noisy, n_classes=10, seed=0, pred_probs=proba)
     return x, y, noisy, truth, proba, result
@@ -52,7 +43,7 @@ def small(digits):
     """300 digits of classes 0-4 with 10% flipped labels (fast cases)."""
     x, y = digits
     keep = np.flatnonzero(y < 5)[:300]
-    noisy, truth = _flip(y[keep], 5, 0.10, seed=1)
+    noisy, truth = flip_labels(y[keep], rate=0.10, n_classes=5, seed=1)
     return x[keep], noisy, truth
 
 

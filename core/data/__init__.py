@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from core.data.archive import IMAGE_EXTENSIONS, LoadLimits
 from core.data.dataset import Dataset, Split, make_split
-from core.data.demos import DEMOS, load_demo
+from core.data.demos import DEMOS, flip_labels, load_demo
 from core.data.loaders import SUPPORTED_EXTENSIONS, Source, load_dataset
 from core.data.summary import DatasetSummary, summarize
 from core.data.torchvision_sets import TORCHVISION_SETS, load_torchvision
@@ -26,6 +26,7 @@ __all__ = [
     "Split",
     "load_dataset",
     "load_demo",
+    "flip_labels",
     "load_torchvision",
     "make_split",
     "summarize",

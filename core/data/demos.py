@@ -7,7 +7,7 @@ import numpy as np
 from core.data.dataset import Dataset
 from core.errors import DataError
 
-__all__ = ["DEMOS", "DIGITS_NOISE_RATE", "load_demo"]
+__all__ = ["DEMOS", "DIGITS_NOISE_RATE", "load_demo", "flip_labels"]
 
 DIGITS_NOISE_RATE = 0.10  # share of labels flipped in "digits-noisy"
 
@@ -62,13 +62,31 @@ def _digits() -> Dataset:
     )
 
 
-def _flip_labels(clean: Dataset, *, rate: float, seed: int) -> Dataset:
-    """Flip ``rate`` of the labels, each to a uniformly chosen different class."""
+def flip_labels(
+    labels: np.ndarray, *, rate: float, n_classes: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip ``rate`` of the labels, each to a uniformly chosen different class.
+
+    The one way label noise is injected (demos, benchmarks, tests), so a seed
+    means the same flips everywhere.
+
+    Returns:
+        ``(noisy, flipped)``: the ``(N,)`` noisy labels and the ``(N,)`` bool mask of flipped rows.
+    """
     rng = np.random.default_rng(seed)
-    n, k = clean.n, clean.n_classes
-    flipped = rng.choice(n, size=int(round(rate * n)), replace=False)
-    labels = clean.labels.copy()
-    labels[flipped] = (labels[flipped] + rng.integers(1, k, size=len(flipped))) % k
+    n = len(labels)
+    idx = rng.choice(n, size=int(round(rate * n)), replace=False)
+    noisy = np.asarray(labels).copy()
+    noisy[idx] = (noisy[idx] + rng.integers(1, n_classes, size=len(idx))) % n_classes
+    flipped = np.zeros(n, dtype=bool)
+    flipped[idx] = True
+    return noisy, flipped
+
+
+def _flip_labels(clean: Dataset, *, rate: float, seed: int) -> Dataset:
+    """The clean dataset with ``rate`` of its labels flipped; the true labels kept."""
+    labels, flipped = flip_labels(clean.labels, rate=rate, n_classes=clean.n_classes, seed=seed)
+    n = clean.n
     return Dataset(
         name="digits-noisy",
         ids=clean.ids,
@@ -78,7 +96,7 @@ def _flip_labels(clean: Dataset, *, rate: float, seed: int) -> Dataset:
         sources=clean.sources,
         true_labels=clean.labels.copy(),
         origin=(
-            f"demo:digits-noisy (sklearn digits; {len(flipped)} of {n} labels = {rate:.0%} "
+            f"demo:digits-noisy (sklearn digits; {int(flipped.sum())} of {n} labels = {rate:.0%} "
             f"flipped to another class, flip_seed={seed})"
         ),
     )
