@@ -8,46 +8,22 @@ and every bad input raises a :class:`~core.errors.DataError` (or its
 
 from __future__ import annotations
 
-import difflib
-import io
-import os
-import zipfile
-from collections.abc import Callable
 from pathlib import Path, PurePath
-
-import numpy as np
-import pandas as pd
 
 from core.data.archive import (
     LoadLimits,
-    check_upload_size,
-    decode_images,
     load_image_folder_zip,
-    normalize_member,
-    open_archive,
 )
 from core.data.dataset import Dataset
-from core.errors import ArchiveError, ConfigError, DataError
+from core.data.sources import Source, check_path, describe, read_bytes
+from core.data.tables import EXPORT_ONLY_COLUMNS, from_frame, from_npz, read_table
+from core.errors import ConfigError, DataError
 
-__all__ = ["SUPPORTED_EXTENSIONS", "LoadLimits", "Source", "load_dataset"]
+__all__ = ["SUPPORTED_EXTENSIONS", "EXPORT_ONLY_COLUMNS", "LoadLimits", "Source", "load_dataset"]
 
-Source = str | os.PathLike | tuple[str, bytes]
-"""A file path, or an upload as ``(filename, bytes)``."""
 
 SUPPORTED_EXTENSIONS = (".zip", ".csv", ".parquet", ".pq", ".npz")
 _TABULAR = (".csv", ".parquet", ".pq")
-_LABEL_GUESSES = ("label", "labels", "class", "classes", "target", "y", "category")
-_SHOW = 10  # rows or columns listed in one message
-RowRef = Callable[[np.ndarray], str]  # describes 0-based row indices for messages
-
-
-#: Columns an export (core.export) writes besides ``id``, ``label`` and the features. A table
-#: that carries ``original_label`` and ``decision`` is one of our exports, and these columns are
-#: provenance, not features, when it is loaded again.
-EXPORT_ONLY_COLUMNS = (
-    "original_label", "selected", "value", "mislabel_score", "flagged", "decision", "reviewer",
-    "decided_at", "split", "suggested_label", "file",
-)
 
 
 def load_dataset(
@@ -88,9 +64,9 @@ def load_dataset(
         DataError: The input is unusable; the message says where and how to fix it.
         ArchiveError: A ZIP is corrupt, too large, or hostile.
     """
-    filename, ext = _describe(source)
+    filename, ext = describe(source)
     if not isinstance(source, tuple | list):
-        _check_path(Path(source))
+        check_path(Path(source))
     if ext not in SUPPORTED_EXTENSIONS:
         raise DataError(
             f"{filename}: unsupported file type {ext or '(no extension)'!r}. Supported: "
@@ -104,16 +80,16 @@ def load_dataset(
         )
     if image_column is not None and ext not in _TABULAR:
         raise ConfigError(f"image_column applies to CSV/Parquet tables, not to {ext} files.")
-    data = _read_bytes(source, filename, limits)
+    data = read_bytes(source, filename, limits)
     name = name or PurePath(filename).stem
     if ext == ".zip":
         return load_image_folder_zip(
             data, archive_name=filename, name=name, limits=limits, image_size=image_size
         )
     if ext == ".npz":
-        return _from_npz(data, filename=filename, name=name, limits=limits)
-    frame = _read_table(data, filename=filename, ext=ext)
-    return _from_frame(
+        return from_npz(data, filename=filename, name=name, limits=limits)
+    frame = read_table(data, filename=filename, ext=ext)
+    return from_frame(
         frame,
         filename=filename,
         name=name,
@@ -124,439 +100,3 @@ def load_dataset(
         image_size=image_size,
         line_offset=2 if ext == ".csv" else None,
     )
-
-
-def _describe(source: Source) -> tuple[str, str]:
-    """Return (file name for messages, lower-case extension) of a path or upload."""
-    if isinstance(source, tuple | list):
-        if len(source) != 2 or not isinstance(source[0], str):
-            raise TypeError(
-                f"An upload must be a (filename, bytes) pair; got a {type(source).__name__} "
-                f"of length {len(source)}."
-            )
-        if not isinstance(source[1], bytes | bytearray | memoryview):
-            raise TypeError(f"Upload content must be bytes; got {type(source[1]).__name__}.")
-        filename = PurePath(source[0].replace("\\", "/")).name or "upload"
-    elif isinstance(source, str | os.PathLike):
-        filename = str(source)
-    else:
-        raise TypeError(
-            f"source must be a path (str or Path) or a (filename, bytes) upload; got {type(source).__name__}."
-        )
-    return filename, PurePath(filename).suffix.lower()
-
-
-def _read_bytes(source: Source, filename: str, limits: LoadLimits) -> bytes:
-    """Read a path or upload into memory after checking its size."""
-    if isinstance(source, tuple | list):
-        data = bytes(source[1])
-        check_upload_size(len(data), where=filename, limits=limits)
-        return data
-    path = Path(source)
-    _check_path(path)
-    check_upload_size(path.stat().st_size, where=str(path), limits=limits)
-    return path.read_bytes()
-
-
-def _check_path(path: Path) -> None:
-    """Raise a DataError if ``path`` does not exist or is a folder."""
-    if not path.exists():
-        raise DataError(f"File not found: {path}. Check the path (relative to {Path.cwd()}).")
-    if path.is_dir():
-        raise DataError(
-            f"{path} is a folder. Zip it first (for example `zip -r data.zip {path.name}`) and load the ZIP."
-        )
-
-
-def _read_table(data: bytes, *, filename: str, ext: str) -> pd.DataFrame:
-    """Parse CSV or Parquet bytes into a frame with string column names and at least one row."""
-    if ext == ".csv":
-        if not data.strip():
-            raise DataError(f"{filename} is empty. Expected a header row and one row per example.")
-        try:
-            frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
-        except pd.errors.EmptyDataError as e:
-            raise DataError(f"{filename} is empty: no header row was found.") from e
-        except UnicodeDecodeError as e:
-            raise DataError(f"{filename} is not UTF-8 text ({e}). Save it as UTF-8 CSV.") from e
-        except (pd.errors.ParserError, ValueError) as e:
-            raise DataError(
-                f"{filename} could not be parsed as CSV ({e}). Check the delimiter is a comma "
-                "and every row has as many fields as the header."
-            ) from e
-    else:
-        try:
-            frame = pd.read_parquet(io.BytesIO(data))
-        except Exception as e:  # pyarrow raises many types (ArrowInvalid, OSError, ...)
-            raise DataError(
-                f"{filename} is not a readable Parquet file ({type(e).__name__}: {e}). "
-                "Write it again with pandas.DataFrame.to_parquet."
-            ) from e
-    frame.columns = [str(c) for c in frame.columns]
-    if len(frame) == 0:
-        raise DataError(
-            f"{filename} has columns {_cols(frame.columns)} but no data rows. Add one row per example."
-        )
-    return frame
-
-
-def _from_frame(
-    frame: pd.DataFrame,
-    *,
-    filename: str,
-    name: str,
-    label_column: str,
-    image_column: str | None,
-    images_zip: Source | None,
-    limits: LoadLimits,
-    image_size: int | tuple[int, int] | None,
-    line_offset: int | None,
-) -> Dataset:
-    """Build a dataset from a table of features (or image paths) and labels."""
-
-    def rows(idx: np.ndarray) -> str:
-        return _rows(idx, line_offset)
-
-    columns = list(frame.columns)
-    if label_column not in columns:
-        raise DataError(
-            f"{filename} has no label column {label_column!r}. Columns present: {_cols(columns)}. "
-            f"{_suggest_label(label_column, columns)}"
-        )
-    labels, class_names = _encode_labels(frame[label_column], where=filename, rows=rows)
-    has_id = "id" in columns and label_column != "id"
-    if has_id:
-        ids = _ids_from_column(frame["id"], where=filename, rows=rows)
-    if image_column is not None:
-        if image_column not in columns:
-            raise DataError(
-                f"{filename} has no image column {image_column!r}. Columns present: "
-                f"{_cols(columns)}. Pass the column that holds the image paths."
-            )
-        images, paths, note = _images_from_column(
-            frame[image_column],
-            images_zip,
-            where=filename,
-            rows=rows,
-            limits=limits,
-            image_size=image_size,
-        )
-        if not has_id:
-            ids = _ids_from_column(pd.Series(paths), where=f"{filename} column {image_column!r}", rows=rows)
-        return Dataset(
-            name=name,
-            ids=ids,
-            labels=labels,
-            class_names=class_names,
-            images=images,
-            sources=np.array(paths, dtype=str),
-            origin=f"{_fmt(filename)}:{filename} (label_column={label_column!r}, images from {note})",
-        )
-    feature_cols = [c for c in columns if c != label_column and not (has_id and c == "id")]
-    if {"original_label", "decision"} <= set(columns):  # an export of ours: keep the features only
-        feature_cols = [c for c in feature_cols if c not in EXPORT_ONLY_COLUMNS]
-    if not feature_cols:
-        raise DataError(
-            f"{filename} has no feature columns besides the label{' and id' if has_id else ''} "
-            f"(columns: {_cols(columns)}). Add numeric feature columns, or pass image_column "
-            "and images_zip if the table lists image files."
-        )
-    features = _numeric_features(frame[feature_cols], where=filename, rows=rows)
-    if not has_id:
-        ids = np.array([f"row {i + 1}" for i in range(len(frame))], dtype=str)
-    return Dataset(
-        name=name,
-        ids=ids,
-        labels=labels,
-        class_names=class_names,
-        features=features,
-        sources=_row_sources(filename, len(frame)),
-        origin=(
-            f"{_fmt(filename)}:{filename} (label_column={label_column!r}, "
-            f"{len(feature_cols)} feature columns)"
-        ),
-    )
-
-
-def _from_npz(data: bytes, *, filename: str, name: str, limits: LoadLimits) -> Dataset:
-    """Build a dataset from an NPZ holding ``X`` and ``y`` (optionally ``ids``, ``class_names``)."""
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise DataError(
-            f"{filename} is not a valid NPZ file (an NPZ is a ZIP of .npy arrays). "
-            "Save it with np.savez(path, X=X, y=y)."
-        )
-    open_archive(data, where=filename, limits=limits)  # size, ratio, paths: before np.load
-    try:
-        npz = np.load(io.BytesIO(data), allow_pickle=False)
-        arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(
-            f"{filename} could not be read as NPZ ({e}). Save plain numeric or string arrays "
-            "with np.savez(path, X=X, y=y) (object arrays are refused)."
-        ) from e
-    missing = [k for k in ("X", "y") if k not in arrays]
-    if missing:
-        raise DataError(
-            f"{filename} lacks array(s) {', '.join(map(repr, missing))}; arrays present: "
-            f"{_cols(list(arrays))}. Save with np.savez(path, X=features_or_images, y=labels)."
-        )
-    x, y = arrays["X"], arrays["y"]
-    if y.ndim != 1:
-        raise DataError(
-            f"{filename}: y must be 1-D (one label per example); got shape {y.shape}. "
-            "For one-hot labels save y.argmax(axis=1)."
-        )
-    if x.ndim == 0 or len(x) != len(y):
-        raise DataError(
-            f"{filename}: X has {len(x) if x.ndim else 0} rows but y has {len(y)} labels. "
-            "Every example needs exactly one label: save X and y with the same first dimension."
-        )
-    if len(y) == 0:
-        raise DataError(f"{filename}: X and y are empty; save at least two classes of examples.")
-
-    def rows(idx: np.ndarray) -> str:
-        return _rows(idx, None)
-
-    if "class_names" in arrays and np.issubdtype(y.dtype, np.integer):
-        names = [str(c) for c in arrays["class_names"].ravel()]
-        if y.min() < 0 or y.max() >= len(names):
-            raise DataError(
-                f"{filename}: y holds class indices {int(y.min())}..{int(y.max())} but class_names "
-                f"has {len(names)} entries. Make y index into class_names."
-            )
-        labels, class_names = y.astype(np.int64), tuple(names)
-        _check_two_classes(labels, class_names, where=filename)
-    else:
-        labels, class_names = _encode_labels(pd.Series(y), where=filename, rows=rows)
-    if "ids" in arrays:
-        ids = _ids_from_column(pd.Series(arrays["ids"].ravel()), where=f"{filename} ids", rows=rows)
-        if len(ids) != len(y):
-            raise DataError(f"{filename}: ids has {len(ids)} entries but y has {len(y)}.")
-    else:
-        ids = np.array([f"row {i + 1}" for i in range(len(y))], dtype=str)
-    sources = _row_sources(filename, len(y))
-    common = dict(name=name, ids=ids, labels=labels, class_names=class_names, sources=sources)
-    if x.ndim == 2:
-        frame = pd.DataFrame(x, columns=[f"X[:, {j}]" for j in range(x.shape[1])])
-        features = _numeric_features(frame, where=filename, rows=rows)
-        return Dataset(**common, features=features, origin=f"npz:{filename} (features {x.shape})")
-    images, note = _npz_images(x, filename=filename, limits=limits)
-    return Dataset(**common, images=images, origin=f"npz:{filename} (images {note})")
-
-
-def _npz_images(x: np.ndarray, *, filename: str, limits: LoadLimits) -> tuple[np.ndarray, str]:
-    """Check an NPZ image stack and return it as ``(N, H, W, C)`` uint8."""
-    note = ""
-    if x.ndim == 3:
-        x = x[..., None]
-    elif x.ndim == 4 and x.shape[-1] not in (1, 3) and x.shape[1] in (1, 3):
-        x, note = np.moveaxis(x, 1, -1), ", channels moved last"
-    elif x.ndim != 4:
-        raise DataError(
-            f"{filename}: X has shape {x.shape}. Expected (N, D) features, (N, H, W) grey images "
-            "or (N, H, W, C) images with C = 1 or 3."
-        )
-    if x.shape[-1] not in (1, 3):
-        raise DataError(
-            f"{filename}: images have {x.shape[-1]} channels (shape {x.shape}); expected 1 (grey) "
-            "or 3 (RGB). Drop an alpha channel with X[..., :3]."
-        )
-    if x.dtype != np.uint8:
-        hint = "(X * 255).round().astype(np.uint8)" if x.dtype.kind == "f" else "X.astype(np.uint8)"
-        raise DataError(
-            f"{filename}: image arrays must be uint8 (0..255); X is {x.dtype} with shape {x.shape}. "
-            f"Convert before saving, for example {hint} for values in [0, 1]."
-        )
-    if x.size > limits.max_total_pixels:
-        raise ArchiveError(
-            f"{filename}: {x.size} pixel values exceed LoadLimits.max_total_pixels "
-            f"({limits.max_total_pixels}); save fewer or smaller images."
-        )
-    return np.ascontiguousarray(x), f"{x.shape[1]}x{x.shape[2]}x{x.shape[3]}{note}"
-
-
-def _images_from_column(
-    column: pd.Series,
-    images_zip: Source,
-    *,
-    where: str,
-    rows: RowRef,
-    limits: LoadLimits,
-    image_size: int | tuple[int, int] | None,
-) -> tuple[np.ndarray, list[str], str]:
-    """Decode the images a column of paths points to inside ``images_zip``."""
-    zip_name, ext = _describe(images_zip)
-    if ext != ".zip":
-        raise DataError(f"images_zip must be a .zip file; got {zip_name!r}.")
-    archive = open_archive(_read_bytes(images_zip, zip_name, limits), where=zip_name, limits=limits)
-    empty = np.flatnonzero(column.isna().to_numpy())
-    if len(empty):
-        raise DataError(f"{where}: column {column.name!r} has no image path at {rows(empty)}.")
-    tops = {p.split("/", 1)[0] for p in archive.files}
-    prefix = f"{tops.pop()}/" if len(tops) == 1 else ""
-    paths, missing, escaping = [], [], []
-    for i, raw in enumerate(column.astype(str)):
-        path = normalize_member(raw.strip())
-        if path is None:
-            escaping.append(f"row {i + 1}: {raw!r}")
-        elif path in archive.files or prefix + path in archive.files:
-            paths.append(path if path in archive.files else prefix + path)
-        else:
-            missing.append(f"row {i + 1}: {raw!r}")
-    if escaping:
-        raise ArchiveError(
-            f"{where}: image paths escape the archive ({_head(escaping)}). Use paths relative "
-            f"to the root of {zip_name}."
-        )
-    if missing:
-        sample = ", ".join(repr(p) for p in sorted(archive.files)[:3])
-        raise ArchiveError(
-            f"{where}: {len(missing)} image paths are not in {zip_name}: {_head(missing)}. "
-            f"Paths are relative to the archive root (it holds e.g. {sample})."
-        )
-    images, note = decode_images(archive, paths, limits=limits, image_size=image_size)
-    return images, paths, f"{zip_name}, {note}"
-
-
-def _encode_labels(column: pd.Series, *, where: str, rows: RowRef) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Map labels (strings or integers) to indices into their sorted unique values."""
-    missing = np.flatnonzero(column.isna().to_numpy())
-    if len(missing):
-        raise DataError(
-            f"{where}: label column {column.name!r} is empty at {rows(missing)}. "
-            "Give every example a label or drop those rows."
-        )
-    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        values = column.to_numpy(dtype=np.float64)
-        frac = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
-        if len(frac):
-            raise DataError(
-                f"{where}: label column {column.name!r} holds non-integer numbers at {rows(frac)} "
-                f"(e.g. {values[frac[0]]!r}). Labels must be class names or integer class ids; "
-                "is this a regression target or the wrong column?"
-            )
-        uniq, labels = np.unique(values.astype(np.int64), return_inverse=True)
-        names = tuple(str(int(u)) for u in uniq)
-    else:
-        uniq, labels = np.unique(column.astype(str).to_numpy(), return_inverse=True)
-        names = tuple(str(u) for u in uniq)
-    labels = labels.astype(np.int64).ravel()
-    _check_two_classes(labels, names, where=where)
-    return labels, names
-
-
-def _check_two_classes(labels: np.ndarray, names: tuple[str, ...], *, where: str) -> None:
-    """Raise a DataError naming the file when fewer than two classes are present."""
-    present = np.unique(labels)
-    if len(present) < 2:
-        raise DataError(
-            f"{where}: every example has the same label ({names[int(present[0])]!r}). "
-            "Selection and mislabel detection need at least two classes; check the label column."
-        )
-
-
-def _ids_from_column(column: pd.Series, *, where: str, rows: RowRef) -> np.ndarray:
-    """Use a column as example ids: present, and unique."""
-    missing = np.flatnonzero(column.isna().to_numpy())
-    if len(missing):
-        raise DataError(f"{where}: the id column is empty at {rows(missing)}. Give every row an id.")
-    ids = column.astype(str).to_numpy().astype(str)
-    uniq, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
-    if len(uniq) != len(ids):
-        dup = [
-            f"{str(uniq[j])!r} at {rows(np.flatnonzero(inverse == j))}"
-            for j in np.flatnonzero(counts > 1)[:5]
-        ]
-        raise DataError(
-            f"{where}: duplicate ids: {'; '.join(dup)}. Every example needs a unique id; "
-            "remove the duplicate rows or give them distinct ids."
-        )
-    return ids
-
-
-def _numeric_features(frame: pd.DataFrame, *, where: str, rows: RowRef) -> np.ndarray:
-    """Return ``(N, D)`` float32 features, naming non-numeric or non-finite columns and rows."""
-    bad = []
-    for col in frame.columns:
-        s = frame[col]
-        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-            continue
-        parsed = pd.to_numeric(s, errors="coerce")
-        first = np.flatnonzero((parsed.isna() & s.notna()).to_numpy())
-        example = f" ({rows(first[:1])}: {s.iloc[first[0]]!r})" if len(first) else ""
-        bad.append(f"{col!r}{example}")
-    if bad:
-        raise DataError(
-            f"{where}: feature columns must be numeric; not numeric: {_head(bad)}. Drop or "
-            "encode these columns, pass label_column (--label-column) if one of them is the "
-            "label, or image_column and images_zip if it holds image paths."
-        )
-    values = frame.to_numpy(dtype=np.float64)
-    with np.errstate(over="ignore"):  # values beyond float32 become inf and are reported below
-        features = values.astype(np.float32)
-    finite = np.isfinite(features)
-    if not finite.all():
-        problems = []
-        for j in np.flatnonzero(~finite.all(axis=0)):
-            nan = np.isnan(values[:, j])
-            found = [
-                f"{kind} at {rows(np.flatnonzero(mask))}"
-                for kind, mask in (("NaN/empty", nan), ("infinite or too large", ~finite[:, j] & ~nan))
-                if mask.any()
-            ]
-            problems.append(f"{frame.columns[j]!r} ({'; '.join(found)})")
-        raise DataError(
-            f"{where}: missing or infinite values in {len(problems)} feature column(s): "
-            f"{_head(problems)}. Fill or drop those rows or columns (e.g. DataFrame.dropna()) "
-            "and load again."
-        )
-    return features
-
-
-def _suggest_label(label_column: str, columns: list[str]) -> str:
-    """A hint naming the most likely label column, and the option to pass it."""
-    lowered = {c.strip().lower(): c for c in columns}
-    guess = lowered.get(label_column.strip().lower())
-    if guess is None:
-        guess = next((lowered[g] for g in _LABEL_GUESSES if g in lowered), None)
-    if guess is None:
-        close = difflib.get_close_matches(label_column, columns, n=1, cutoff=0.6)
-        guess = close[0] if close else None
-    if guess is not None:
-        return f"Did you mean {guess!r}? Pass --label-column {guess!r} (label_column={guess!r})."
-    return "Pass the name of the column that holds the classes with --label-column (label_column=)."
-
-
-def _row_sources(filename: str, n: int) -> np.ndarray:
-    """``(n,)`` sources ``name.csv:row 1``... (file name without its folder)."""
-    base = PurePath(filename).name
-    return np.array([f"{base}:row {i + 1}" for i in range(n)], dtype=str)
-
-
-def _rows(idx: np.ndarray, line_offset: int | None) -> str:
-    """Describe 0-based row indices as 1-based data rows (and file lines for CSV)."""
-    idx = np.asarray(idx).ravel()
-    parts = []
-    for i in idx[:_SHOW]:
-        line = f" (line {int(i) + line_offset})" if line_offset else ""
-        parts.append(f"{int(i) + 1}{line}")
-    more = f" and {len(idx) - _SHOW} more" if len(idx) > _SHOW else ""
-    return f"row{'s' if len(idx) > 1 else ''} {', '.join(parts)}{more}"
-
-
-def _cols(columns) -> str:
-    """Quote the first few column names."""
-    columns = list(columns)
-    more = f" and {len(columns) - 20} more" if len(columns) > 20 else ""
-    return ", ".join(repr(c) for c in columns[:20]) + more
-
-
-def _head(items: list[str]) -> str:
-    """Join the first few items and say how many more there are."""
-    more = f" and {len(items) - _SHOW} more" if len(items) > _SHOW else ""
-    return "; ".join(items[:_SHOW]) + more
-
-
-def _fmt(filename: str) -> str:
-    """Format tag of a file for provenance: ``csv``, ``parquet``..."""
-    return PurePath(filename).suffix.lstrip(".").lower()
