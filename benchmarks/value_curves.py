@@ -79,6 +79,9 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--budgets", default=",".join(str(b) for b in BUDGETS))
     ap.add_argument("--ablations", default=",".join(ABLATIONS), help="names from ABLATIONS")
+    ap.add_argument("--score-on", choices=["val", "test"], default="val",
+                    help="ablations: score on half the validation split (for tuning) or on the test "
+                         "split (for reporting only; never choose defaults from it)")
     ap.add_argument("--out", default="", help="write the raw rows as CSV here")
     args = ap.parse_args()
     makers = {
@@ -102,14 +105,14 @@ def main() -> None:
             # tune on VALIDATION: the evaluator is scored on the val split, never on test
             rows = []
             for ab in args.ablations.split(","):
-                df = _ablate_one(d, ABLATIONS[ab], seeds, budgets)
+                df = _ablate_one(d, ABLATIONS[ab], seeds, budgets, score_on=args.score_on)
                 df["method"] = df["method"].replace({"hostcp": f"hostcp[{ab}]"})
                 keep = (df.method != "full") & ((df.method != "clean_random") | (ab == "default"))
                 rows.append(df[keep])
                 print(f"  {ab} ({time.perf_counter() - t0:.0f}s):", flush=True)
                 print(table(df[keep]).to_string(), flush=True)
             df = pd.concat(rows)
-            print("(validation accuracy)")
+            print("(validation accuracy)" if args.score_on == "val" else "(TEST accuracy: report only)")
         else:
             df = value_curve(
                 d.x_train, d.y_train, d.x_val, d.y_val, d.x_test, d.y_test, n_classes=d.n_classes,
@@ -128,12 +131,17 @@ def main() -> None:
         pd.concat(all_rows).to_csv(args.out, index=False)
 
 
-def _ablate_one(d, cfg: dict, seeds: int, budgets: tuple[float, ...]) -> pd.DataFrame:
-    """HOST-CP with ``cfg`` scored on the validation split (val used for both lookahead and score)."""
-    # selection uses the first half of val, scoring the second half: no test data involved
-    half = len(d.y_val) // 2
+def _ablate_one(
+    d, cfg: dict, seeds: int, budgets: tuple[float, ...], *, score_on: str = "val"
+) -> pd.DataFrame:
+    """HOST-CP with ``cfg``, scored on half the validation split or (reporting only) on test."""
+    if score_on == "test":
+        xs, ys, xe, ye = d.x_val, d.y_val, d.x_test, d.y_test
+    else:  # selection uses the first half of val, scoring the second half: no test data involved
+        half = len(d.y_val) // 2
+        xs, ys, xe, ye = d.x_val[:half], d.y_val[:half], d.x_val[half:], d.y_val[half:]
     return value_curve(
-        d.x_train, d.y_train, d.x_val[:half], d.y_val[:half], d.x_val[half:], d.y_val[half:],
+        d.x_train, d.y_train, xs, ys, xe, ye,
         n_classes=d.n_classes, budgets=budgets, methods=["hostcp", "clean_random"], seeds=seeds,
         flagged=d.flagged, suspect=d.suspect, method_config={"hostcp": cfg},
     )
