@@ -20,6 +20,7 @@ import pandas as pd
 
 from core.data.dataset import Dataset, make_split
 from core.errors import ConfigError
+from core.evaluate import DEFAULT_BUDGETS
 from core.progress import NullReporter, Reporter, SubReporter
 from core.store import RunRecord, Store
 
@@ -38,8 +39,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Budgets (fractions of the training split) of the value curves.
-DEFAULT_BUDGETS = (0.05, 0.1, 0.2, 0.3)
 
 
 @dataclass(frozen=True)
