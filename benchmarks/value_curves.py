@@ -25,10 +25,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import digits_data, mixture_data, with_flags  # noqa: E402
-from core.evaluate import value_curve  # noqa: E402
+from core.evaluate import DEFAULT_BUDGETS, value_curve  # noqa: E402
 
 METHODS = ("hostcp", "random", "clean_random", "kcenter", "facility_location", "knn_shapley", "data_oob")
-BUDGETS = (0.05, 0.1, 0.2, 0.3)
+BUDGETS = DEFAULT_BUDGETS
 
 ABLATIONS = {
     "default": {},

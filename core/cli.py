@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import HostcpError
+from core.evaluate import DEFAULT_BUDGETS
 
 __all__ = ["main", "SELECTION_COLUMNS", "load_input"]
 
@@ -301,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("curve", help="value curves: test accuracy of each method's subset per budget")
     p.add_argument("data")
     p.add_argument("--out", required=True)
-    p.add_argument("--budgets", default="0.05,0.1,0.2,0.3")
+    p.add_argument("--budgets", default=",".join(str(b) for b in DEFAULT_BUDGETS))
     p.add_argument("--methods", default="", help="comma-separated; default all")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

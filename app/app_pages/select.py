@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import services
 from app.components.jobs import job_panel
+from core.evaluate import DEFAULT_BUDGETS
 from core.valuation import available_methods
 
 st.title("Select")
@@ -203,7 +204,9 @@ with services.engine_errors("Showing the run"):
             curve_methods = cc[0].multiselect(
                 "Methods", list(methods), default=default_methods, format_func=lambda x: methods.get(x, x)
             )
-            budgets_text = cc[1].text_input("Budgets (fractions)", value="0.05,0.1,0.2,0.3")
+            budgets_text = cc[1].text_input(
+                "Budgets (fractions)", value=",".join(str(b) for b in DEFAULT_BUDGETS)
+            )
             seeds = cc[2].number_input(
                 "Seeds",
                 min_value=1,
