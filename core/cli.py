@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import HostcpError
-from core.evaluate import DEFAULT_BUDGETS
+from core.evaluate import DEFAULT_BUDGETS, parse_budgets
 
 __all__ = ["main", "SELECTION_COLUMNS", "load_input"]
 
@@ -210,9 +210,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     from core.valuation import available_methods
 
     out = Path(args.out)
-    budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
-    if not budgets or any(not 0 < b <= 1 for b in budgets):
-        raise HostcpError(f"--budgets takes fractions in (0, 1] separated by commas; got {args.budgets!r}.")
+    budgets = parse_budgets(args.budgets)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(available_methods())
     unknown = sorted(set(methods) - set(available_methods()))
     if unknown:

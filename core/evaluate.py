@@ -20,12 +20,25 @@ from sklearn.neural_network import MLPClassifier
 from core.errors import ConfigError, DataError
 from core.progress import NullReporter, Reporter
 
-__all__ = ["subset_value", "value_curve", "DEFAULT_BUDGETS"]
+__all__ = ["subset_value", "value_curve", "parse_budgets", "DEFAULT_BUDGETS"]
 
 logger = logging.getLogger(__name__)
 
 #: Budgets of the standard value curve (fractions of the candidates).
 DEFAULT_BUDGETS = (0.05, 0.1, 0.2, 0.3)
+
+
+def parse_budgets(text: str) -> list[float]:
+    """Budgets typed by a user (``"0.05,0.1"``) as fractions in (0, 1]; ConfigError otherwise."""
+    try:
+        budgets = [float(b) for b in str(text).split(",") if b.strip()]
+    except ValueError as e:
+        raise ConfigError(
+            f"Budgets are fractions separated by commas, e.g. 0.05,0.1,0.2; got {text!r}."
+        ) from e
+    if not budgets or any(not 0 < b <= 1 for b in budgets):
+        raise ConfigError(f"Budgets are fractions in (0, 1] separated by commas; got {text!r}.")
+    return budgets
 
 
 def subset_value(

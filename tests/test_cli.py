@@ -81,7 +81,8 @@ def test_select_with_a_validation_file_makes_every_row_a_candidate(small_csv, tm
         (["select", "{csv}", "--out", "o", "--budget", "1.5"], "budget"),
         (["select", "{csv}", "--out", "o", "--method", "magic"], "Unknown method"),
         (["inspect", "{bad}"], ""),
-        (["curve", "{csv}", "--out", "o", "--budgets", "0.1,7"], "--budgets"),
+        (["curve", "{csv}", "--out", "o", "--budgets", "0.1,7"], "Budgets are fractions"),
+        (["curve", "{csv}", "--out", "o", "--budgets", "ten,20"], "Budgets are fractions"),
         (["export", "{empty}", "--out", "x.csv"], "no project database"),
     ],
 )

@@ -165,7 +165,7 @@ def test_artifacts_and_tables(store, digits_dataset, digits_split):
     store.put_artifact(did, "umap", "k", np.zeros((3, 2)))
     np.testing.assert_array_equal(store.get_artifact(did, "umap", "k"), np.zeros((3, 2)))
     assert len(list(store.files_dir.glob("umap-*"))) == 1  # the replaced file was removed
-    table = pd.DataFrame({"method": ["a", "b"], "accuracy": [0.5, 0.75]})
+    table = pd.DataFrame({"method": ["a", "b"], "budget": [0.1, 0.3], "accuracy": [0.5, 1 / 3]})
     store.put_table(did, "curve", "x", table)
     pd.testing.assert_frame_equal(store.get_table(did, "curve"), table)
 

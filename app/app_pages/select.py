@@ -9,7 +9,7 @@ import streamlit as st
 
 from app import services
 from app.components.jobs import job_panel
-from core.evaluate import DEFAULT_BUDGETS
+from core.evaluate import DEFAULT_BUDGETS, parse_budgets
 from core.valuation import available_methods
 
 st.title("Select")
@@ -220,14 +220,7 @@ with services.engine_errors("Showing the run"):
                 from core.errors import ConfigError
                 from core.pipeline import run_value_curve
 
-                try:
-                    budgets = [float(b) for b in budgets_text.split(",") if b.strip()]
-                except ValueError as e:
-                    raise ConfigError(
-                        f"Budgets are fractions separated by commas, e.g. 0.05,0.1; got {budgets_text!r}."
-                    ) from e
-                if not budgets or any(not 0 < b <= 1 for b in budgets):
-                    raise ConfigError(f"Budgets must be in (0, 1]; got {budgets_text!r}.")
+                budgets = parse_budgets(budgets_text)
                 if not curve_methods:
                     raise ConfigError("Choose at least one method for the value curves.")
                 chosen_methods = list(curve_methods)

@@ -212,7 +212,7 @@ class ResultsMixin:
 
     def put_table(self, dataset_id: int, kind: str, key: str, table: pd.DataFrame) -> None:
         """Cache a small table (a value curve) as JSON in an artefact file."""
-        payload = table.to_json(orient="split").encode()
+        payload = table.to_json(orient="split", double_precision=15).encode()
         fname = f"{kind}-{dataset_id}-{os.urandom(6).hex()}.json"
         atomic_save(self._file(fname), lambda fh: fh.write(payload))
         with self.connect() as conn:
@@ -240,4 +240,4 @@ class ResultsMixin:
             return None
         from io import StringIO
 
-        return pd.read_json(StringIO(self._file(row["file"]).read_text()), orient="split")
+        return pd.read_json(StringIO(self._file(row["file"]).read_text()), orient="split", precise_float=True)

@@ -61,3 +61,71 @@ def test_bad_method_settings_show_an_error(project):
     at.button(key="run_selection").click().run()
     assert not at.exception
     assert any("JSON" in e.value for e in at.error)
+
+
+def test_value_curves_run_as_a_job_and_replace_the_chart(project):
+    store, did = project
+    at = _select(project)
+    at.multiselect[0].set_value(["random", "clean_random"])
+    at.text_input[0].set_value("0.1,0.3")
+    at.button[[b.label for b in at.button].index("Compute value curves")].click().run()
+    assert not at.exception, at.exception
+    wait_for_jobs(store, timeout=120)
+    job = store.list_jobs(did)[0]
+    assert (job.kind, job.status) == ("curve", "done"), job.error
+    table = store.get_table(did, "curve")
+    assert set(table["method"]) == {"random", "clean_random", "full"}
+    assert sorted(table.loc[table.method == "random", "budget"]) == [0.1, 0.3]
+    at.run()
+    assert not at.exception, at.exception
+    assert any(c.key == "value_curves" for c in at.get("plotly_chart") if hasattr(c, "key"))
+
+
+def test_bad_curve_budgets_show_an_error_and_start_nothing(project):
+    store, did = project
+    at = _select(project)
+    at.text_input[0].set_value("ten percent")
+    at.button[[b.label for b in at.button].index("Compute value curves")].click().run()
+    assert not at.exception
+    assert any("Budgets are fractions" in e.value for e in at.error)
+    assert store.list_jobs(did) == []
+
+
+def test_rerun_at_exactly_the_previewed_budget(project):
+    store, did = project
+    at = _select(project)
+    at.selectbox(key="method").set_value("random")
+    at.slider(key="budget_pct").set_value(30).run()
+    at.button(key="rerun_at_budget").click().run()
+    assert not at.exception, at.exception
+    wait_for_jobs(store)
+    runs = store.list_runs(did)
+    assert len(runs) == 2 and runs[0]["budget"] == 0.3
+
+
+def test_cancel_stops_a_running_job(project):
+    """The job panel's Cancel button reaches the worker, which stops at its next check."""
+    import threading
+
+    from app import services
+
+    store, did = project
+    started, release = threading.Event(), threading.Event()
+
+    def slow(reporter):
+        started.set()
+        while not release.wait(0.05):
+            reporter.check_cancelled()
+
+    at = _select(project)
+    runner = services.get_runner()
+    job_id = runner.submit("selection", slow, dataset_id=did)
+    try:
+        assert started.wait(10)
+        at.run()
+        cancel = [b for b in at.button if b.label == "Cancel"]
+        assert cancel, [b.label for b in at.button]
+        cancel[0].click().run()
+        assert runner.wait(job_id, timeout=10).status == "cancelled"
+    finally:
+        release.set()
