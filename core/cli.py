@@ -337,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     except HostcpError as e:
         print(f"hostcp {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as e:  # a folder that cannot be written, a full disk...
+        print(f"hostcp {args.command}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"hostcp {args.command}: cancelled", file=sys.stderr)
         return EXIT_CANCELLED

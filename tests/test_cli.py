@@ -127,3 +127,11 @@ def test_readme_cli_examples_run_as_written(tmp_path):
     curve = pd.read_csv(tmp_path / "out/curve/curve.csv")
     assert set(curve["method"]) >= {"random", "hostcp", "full"}
     assert re.search("plotly", (tmp_path / "out/curve/curve.html").read_text()[:5000], re.I)
+
+
+def test_an_unwritable_output_folder_is_one_line_not_a_traceback(small_csv, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["select", str(small_csv), "--out", str(blocker / "out"), "--method", "random"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("hostcp select: error:") and "Traceback" not in err
