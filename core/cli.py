@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pandas as pd
 
 from core.errors import HostcpError
 from core.evaluate import DEFAULT_BUDGETS, parse_budgets
+from core.files import atomic_write
 
 __all__ = ["main", "SELECTION_COLUMNS", "load_input"]
 
@@ -100,16 +99,8 @@ def _run_job(store, kind: str, fn, *, dataset_id: int | None = None) -> dict:
     return job.result or {}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 # ------------------------------------------------------------------ commands
@@ -195,7 +186,7 @@ def cmd_select(args: argparse.Namespace) -> int:
             "suggested_label": names[mis["suggested_label"].to_numpy()[:n]],
         }
     )[list(SELECTION_COLUMNS)]
-    _atomic_write_text(out / "selection.csv", table.to_csv(index=False))
+    _write_text(out / "selection.csv", table.to_csv(index=False))
     k = int(table["selected"].sum())
     print(
         f"selected {k} of {len(run.value[:n][~np.isnan(run.value[:n])])} candidates with {args.method}; "
@@ -236,10 +227,10 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
     _run_job(store, "curve", work, dataset_id=did)
     table = result["table"]
-    _atomic_write_text(out / "curve.csv", table.to_csv(index=False))
+    _write_text(out / "curve.csv", table.to_csv(index=False))
     from core.charts import value_curve_figure
 
-    _atomic_write_text(out / "curve.html", value_curve_figure(table).to_html(include_plotlyjs=True))
+    _write_text(out / "curve.html", value_curve_figure(table).to_html(include_plotlyjs=True))
     summary = table.groupby(["method", "budget"])["accuracy"].agg(["mean", "std"]).reset_index()
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {out / 'curve.csv'} and {out / 'curve.html'}")

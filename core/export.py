@@ -34,15 +34,16 @@ import io
 import logging
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 
 from core.data.dataset import Dataset
 from core.errors import ExportError
+from core.files import atomic_write
 from core.store import Store
 
 __all__ = ["EXPORT_FORMATS", "EXPORT_WHATS", "MANIFEST_COLUMNS", "build_manifest",
@@ -140,21 +141,6 @@ def _png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename onto ``path``; on any failure remove the temporary."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _resolve_format(out: Path, fmt: str | None) -> str:
     if fmt is None:
         fmt = _EXTENSIONS.get(out.suffix.lower())
@@ -221,16 +207,16 @@ def export_dataset(
     table = manifest.iloc[rows].drop(columns="excluded").reset_index(drop=True)
     try:
         if fmt == "zip":
-            _write_atomic(out, lambda tmp: _write_zip(tmp, dataset, rows, table))
+            atomic_write(out, lambda fh: _write_zip(fh, dataset, rows, table))
         else:
             if dataset.features is not None:
                 feats = pd.DataFrame(dataset.features[rows],
                                      columns=[f"f{j}" for j in range(dataset.features.shape[1])])
                 table = pd.concat([table, feats], axis=1)
             if fmt == "csv":
-                _write_atomic(out, lambda tmp: table.to_csv(tmp, index=False))
+                atomic_write(out, lambda fh: table.to_csv(fh, index=False))
             else:
-                _write_atomic(out, lambda tmp: table.to_parquet(tmp, index=False))
+                atomic_write(out, lambda fh: table.to_parquet(fh, index=False))
     except OSError as e:
         raise ExportError(f"Could not write {out}: {e}. Nothing was written; check the folder "
                           "exists and is writable, and that the disk is not full.") from e
@@ -238,13 +224,13 @@ def export_dataset(
     return out
 
 
-def _write_zip(tmp: Path, dataset: Dataset, rows: np.ndarray, table: pd.DataFrame) -> None:
+def _write_zip(fh: BinaryIO, dataset: Dataset, rows: np.ndarray, table: pd.DataFrame) -> None:
     """Class folders of PNGs (by the current label) under one top folder, plus manifest.csv."""
     top = _safe_name(dataset.name, "dataset")
     folders = _class_folders(dataset.class_names)
     index = {c: i for i, c in enumerate(dataset.class_names)}
     files = []
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for pos, (row, label) in enumerate(zip(rows, table["label"], strict=True)):
             stem = _safe_name(Path(str(dataset.ids[row])).stem, "example")
             member = f"{top}/{folders[index[label]]}/{pos:06d}_{stem}.png"

@@ -40,11 +40,12 @@ import torch
 from core.data.dataset import Dataset
 from core.device import resolve_device
 from core.embeddings.batches import pixels, standardize
-from core.embeddings.cache import cache_key, cache_path, load_cached, save_atomic
+from core.embeddings.cache import cache_key, cache_path, load_cached
 from core.embeddings.cnn import small_cnn
 from core.embeddings.config import BACKBONES, IMAGE_BACKBONES, TINY_PIXELS, EmbedConfig
 from core.embeddings.resnet import locate_weights, resnet18, resnet18_weights_file
 from core.errors import ConfigError, DataError
+from core.files import atomic_write
 from core.progress import NullReporter, Reporter
 
 __all__ = [
@@ -197,7 +198,7 @@ def embed(
         raise DataError(f"Backbone {name!r} produced invalid embeddings of shape {out.shape}.")
     if path is not None:
         try:
-            save_atomic(path, out)
+            atomic_write(path, lambda f: np.save(f, out, allow_pickle=False))
         except OSError as e:  # a cache that cannot be written must not lose the result
             logger.warning("Could not write the embedding cache %s: %s", path, e)
     rep.report("embedding", 1.0, f"{name}: {out.shape[1]}-d embeddings ready")

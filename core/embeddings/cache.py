@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import numpy as np
 from core.data.dataset import Dataset
 from core.embeddings.config import EmbedConfig
 
-__all__ = ["cache_key", "cache_path", "file_digest", "load_cached", "save_atomic"]
+__all__ = ["cache_key", "cache_path", "file_digest", "load_cached"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,16 +87,3 @@ def load_cached(path: Path, n: int) -> np.ndarray | None:
         logger.warning("Ignoring embedding cache %s (dtype %s, shape %s)", path, arr.dtype, arr.shape)
         return None
     return arr
-
-
-def save_atomic(path: Path, arr: np.ndarray) -> None:
-    """Write ``arr`` to ``path`` via a temporary file and ``os.replace``: readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -27,10 +27,10 @@ import numpy as np
 
 from core.data.dataset import Dataset, Split
 from core.errors import StoreError
+from core.files import atomic_write
 from core.store.jobs_table import JobsTableMixin
 from core.store.records import (
     DatasetInfo,
-    atomic_save,
     default_store_path,
     utcnow,
 )
@@ -110,7 +110,7 @@ class Store(ReviewLogMixin, ResultsMixin, JobsTableMixin):
     def save_array(self, name: str, array: np.ndarray) -> str:
         """Write ``array`` atomically as ``<files>/<name>.npy``; returns the file name."""
         fname = name if name.endswith(".npy") else name + ".npy"
-        atomic_save(self._file(fname), lambda fh: np.save(fh, np.asarray(array), allow_pickle=False))
+        atomic_write(self._file(fname), lambda fh: np.save(fh, np.asarray(array), allow_pickle=False))
         return fname
 
     def load_array(self, fname: str) -> np.ndarray:
@@ -137,7 +137,7 @@ class Store(ReviewLogMixin, ResultsMixin, JobsTableMixin):
         if dataset.true_labels is not None:
             arrays["true_labels"] = dataset.true_labels.astype(np.int64)
         fname = f"dataset-{dataset.content_hash()}-{os.urandom(4).hex()}.npz"
-        atomic_save(self._file(fname), lambda fh: np.savez_compressed(fh, **arrays))
+        atomic_write(self._file(fname), lambda fh: np.savez_compressed(fh, **arrays))
         with self.connect() as conn:
             cur = conn.execute(
                 "INSERT INTO datasets(name, kind, origin, n, class_names, content_hash, data_file,"

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from core.errors import StoreError
+from core.files import atomic_write
 from core.store.records import (
     RunRecord,
-    atomic_save,
     utcnow,
 )
 
@@ -214,7 +214,7 @@ class ResultsMixin:
         """Cache a small table (a value curve) as JSON in an artefact file."""
         payload = table.to_json(orient="split", double_precision=15).encode()
         fname = f"{kind}-{dataset_id}-{os.urandom(6).hex()}.json"
-        atomic_save(self._file(fname), lambda fh: fh.write(payload))
+        atomic_write(self._file(fname), lambda fh: fh.write(payload))
         with self.connect() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO artifacts(dataset_id, kind, key, file, created_at)"
