@@ -265,14 +265,13 @@ def selection_at_budget(run: RunRecord, budget: float) -> np.ndarray:
     At the run's own budget this is exactly the run's subset; elsewhere it is the
     top of the run's per-point value among its candidates (ties by index).
     """
-    cand = np.flatnonzero(~np.isnan(run.value))
-    k = int(round(float(budget) * len(cand)))
+    from core.valuation.base import top_k_mask
+
     if abs(budget - run.budget) < 1e-9:
         return run.selected.copy()
-    order = cand[np.lexsort((cand, -run.value[cand]))]
-    out = np.zeros(len(run.value), dtype=bool)
-    out[order[: max(0, min(k, len(cand)))]] = True
-    return out
+    cand = ~np.isnan(run.value)
+    k = max(0, min(int(round(float(budget) * cand.sum())), int(cand.sum())))
+    return top_k_mask(run.value, k, allowed=cand)
 
 
 def run_value_curve(

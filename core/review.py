@@ -21,6 +21,7 @@ import pandas as pd
 from core.errors import ConfigError
 from core.progress import NullReporter, Reporter, SubReporter
 from core.store import DECISION_ACTIONS, Decision, Store
+from core.valuation.base import top_k_mask
 
 __all__ = [
     "CONFIRMING_ACTIONS",
@@ -295,16 +296,10 @@ def rescore(
     allowed = cand & ~flagged
     kept = run.selected & allowed
     k = min(max(1, int(round(run.budget * cand.sum()))), int(allowed.sum()))
-    selected = kept.copy()
     if kept.sum() > k:  # fewer candidates now: keep the most valuable
-        order = np.flatnonzero(kept)
-        order = order[np.lexsort((order, -value[order]))]
-        selected[:] = False
-        selected[order[:k]] = True
-    else:
-        pool = np.flatnonzero(allowed & ~kept)
-        pool = pool[np.lexsort((pool, -value[pool]))]
-        selected[pool[: k - int(kept.sum())]] = True
+        selected = top_k_mask(value, k, allowed=kept)
+    else:  # top up with the most valuable allowed candidates
+        selected = kept | top_k_mask(value, k - int(kept.sum()), allowed=allowed & ~kept)
     dropped = int((run.selected & ~selected).sum())
     added = int((selected & ~run.selected).sum())
     out["run_id"] = store.add_run(
