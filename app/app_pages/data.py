@@ -119,9 +119,7 @@ with services.engine_errors("Reading the dataset"):
             xaxis_type="category",
         )
         st.plotly_chart(fig, key="class_balance")
-        roles = np.full(dataset.n, "train", dtype=object)
-        roles[split.val] = "val"
-        roles[split.test] = "test"
+        roles = split.role_of(dataset.n)
         per_split = pd.crosstab(np.asarray(dataset.class_names, dtype=object)[dataset.labels], roles)
         st.markdown("**Split sizes per class**")
         st.dataframe(
