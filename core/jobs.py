@@ -25,6 +25,13 @@ __all__ = ["JobRunner", "JobReporter", "JobFunction"]
 
 log = logging.getLogger(__name__)
 
+#: Jobs of one process run one at a time. Engine work calls native libraries whose thread
+#: settings are process-wide and not safe to change while another thread computes (OpenBLAS
+#: thread counts set by threadpoolctl, torch.set_num_threads, numba's pool): two jobs at once
+#: (the map's UMAP beside a selection) hung the app. On a 2-core machine they gain nothing
+#: from overlapping; a waiting job shows as queued.
+_ENGINE_LOCK = threading.Lock()
+
 #: A job body: gets a reporter, returns a small JSON-able result (e.g. ``{"run_id": 3}``).
 JobFunction = Callable[[Reporter], "dict | None"]
 
@@ -109,8 +116,13 @@ class JobRunner:
         return job_id
 
     def _run(self, job_id: int, fn: JobFunction, reporter: JobReporter) -> None:
+        with _ENGINE_LOCK:  # one engine job at a time in this process (see _ENGINE_LOCK)
+            self._run_now(job_id, fn, reporter)
+
+    def _run_now(self, job_id: int, fn: JobFunction, reporter: JobReporter) -> None:
         self.store.update_job(job_id, status="running", started_at=utcnow(), stage="starting")
         try:
+            reporter.check_cancelled()  # cancelled while it waited in the queue
             result = fn(reporter)
         except JobCancelled:
             self.store.update_job(

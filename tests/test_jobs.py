@@ -106,3 +106,30 @@ def test_a_new_stage_is_written_at_once_despite_throttling(store):
     reporter.report("selection", 0.3, "new stage")
     job = store.get_job(job_id)
     assert (job.stage, job.message) == ("selection", "new stage")
+
+
+def test_jobs_run_one_at_a_time_and_a_queued_cancel_never_starts(runner, store):
+    """Native libraries' thread settings are process-wide: jobs must not overlap."""
+    release = threading.Event()
+    running, overlap, ran_third = [], [], []
+
+    def first(reporter):
+        running.append(1)
+        release.wait(10)
+        running.pop()
+        return {}
+
+    def second(reporter):
+        overlap.append(len(running))
+        return {}
+
+    a = runner.submit("a", first)
+    b = runner.submit("b", second)
+    c = runner.submit("c", lambda reporter: ran_third.append(1))
+    time.sleep(0.5)
+    assert store.get_job(b).status == "queued"
+    runner.cancel(c)
+    release.set()
+    assert runner.wait(a, 30).status == "done" and runner.wait(b, 30).status == "done"
+    assert overlap == [0]
+    assert runner.wait(c, 30).status == "cancelled" and ran_third == []
