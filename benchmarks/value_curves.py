@@ -33,16 +33,15 @@ BUDGETS = DEFAULT_BUDGETS
 ABLATIONS = {
     "default": {},
     "frozen_phi": {"learn_phi": False},
+    "online_readout": {"start": "online", "swap_passes": 0},
+    "no_swaps": {"swap_passes": 0},
     "no_labels_no_cost": {"use_labels": False, "learn_cost": False},
     "no_exclude": {"exclude_flagged": False},
-    "gamma_0.01": {"gamma": 0.01},
+    "quality_weight": {"quality_weight": True},
+    "random_proj": {"proj_init": "random"},
     "gamma_0.2": {"gamma": 0.2},
     "batch_16": {"batch_size": 16},
-    "quotas": {"class_quotas": True},
-    "no_quality_weight": {"quality_weight": False},
     "epochs_1": {"epochs": 1},
-    "epochs_3": {"epochs": 3},
-    "quotas_frozen": {"class_quotas": True, "learn_phi": False},
 }
 
 

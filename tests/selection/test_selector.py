@@ -165,6 +165,12 @@ def test_config_validation_and_not_fitted():
         HostCPConfig(batch_size=1000)
     with pytest.raises(ConfigError):
         HostCPConfig(solver="ECOS")
+    with pytest.raises(ConfigError, match="start"):
+        HostCPConfig(start="offline")
+    with pytest.raises(ConfigError, match="proj_init"):
+        HostCPConfig(proj_init="identity")
+    with pytest.raises(ConfigError, match="dist_power"):
+        HostCPConfig(dist_power=0.5)
     with pytest.raises(ConfigError):
         get_method("hostcp", not_a_setting=1)
     with pytest.raises(TypeError):
@@ -180,3 +186,37 @@ def test_class_quotas_and_phi_every_paths_return_exactly_k():
     assert res.selected.sum() == task.k
     counts = np.bincount(y[res.selected], minlength=3)
     assert counts.min() >= 6  # 8 per class at 20 percent; quotas keep classes balanced
+
+
+def test_pca_projection_keeps_the_encoders_distances():
+    from core.selection.selector import pca_projection
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 6)).astype(np.float32)
+    w = pca_projection(x, 8)  # D <= p: exact, padded with zero columns
+    xt = torch.as_tensor(x)
+    torch.testing.assert_close(torch.cdist(xt @ w, xt @ w), torch.cdist(xt, xt), atol=3e-3, rtol=1e-4)
+    x = (rng.normal(size=(200, 10)) * np.array([5, 4, 3] + [0.1] * 7)).astype(np.float32)
+    w = pca_projection(x, 3)  # D > p: orthonormal axes of the three large directions
+    torch.testing.assert_close(w.T @ w, torch.eye(3), atol=1e-5, rtol=0)
+    xt = torch.as_tensor(x)
+    ratio = torch.cdist(xt @ w, xt @ w).sum() / torch.cdist(xt, xt).sum()
+    assert ratio > 0.98
+
+
+@pytest.mark.parametrize("settings", [
+    {"start": "online", "swap_passes": 0, "proj_init": "random", "quality_weight": True},
+    {"start": "online", "swap_passes": 1},
+    {"start": "greedy", "swap_passes": 1, "class_alloc": "coverage"},
+    {"start": "greedy", "swap_passes": 1, "dist_power": 2.0},
+])
+def test_every_read_out_returns_exactly_k_unflagged_and_ranks_the_set_first(settings):
+    x, y, xv, yv = _blobs(seed=3)
+    flagged = np.zeros(len(y), bool)
+    flagged[::7] = True
+    task = SelectionTask(x, y, xv, yv, n_classes=3, budget=0.25, seed=0, flagged=flagged)
+    res = get_method("hostcp", **{**FAST, **settings}).fit(task).result
+    assert res.selected.sum() == task.k
+    assert not (res.selected & flagged).any()
+    top = np.argsort(-res.scores, kind="stable")[: task.k]
+    assert res.selected[top].all()  # previews at smaller budgets are subsets of the chosen set

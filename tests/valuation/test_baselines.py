@@ -11,7 +11,7 @@ from core.errors import ConfigError, DataError, NotFittedError
 from core.valuation import SelectionTask, available_methods, get_method
 from core.valuation.base import stratified_quotas, top_k_mask
 from core.valuation.data_oob import data_oob_values
-from core.valuation.facility_location import facility_location_greedy
+from core.valuation.facility_location import facility_location_greedy, facility_location_joint
 from core.valuation.kcenter import kcenter_greedy
 from core.valuation.knn_shapley import knn_shapley_values
 
@@ -118,6 +118,31 @@ def test_facility_location_greedy_matches_brute_force():
     assert order.tolist() == greedy
     best = max(f(c) for c in itertools.combinations(range(9), 3))
     assert f(order) >= (1 - 1 / np.e) * best  # the greedy guarantee
+
+
+def test_facility_location_joint_matches_brute_force_and_gives_spread_classes_more():
+    rng = np.random.default_rng(4)
+    # class 0: one tight blob; class 1 (same size): three far-apart blobs
+    x0 = rng.normal(size=(12, 2)) * 0.1
+    x1 = np.concatenate([rng.normal(size=(4, 2)) * 0.1 + c for c in ([8, 0], [0, 8], [8, 8])])
+    x = np.concatenate([x0, x1]).astype(np.float32)
+    y = np.array([0] * 12 + [1] * 12)
+    order = facility_location_joint(x, y, 4)
+    assert np.bincount(y[order], minlength=2).tolist() == [1, 3]  # quotas by size would give 2 and 2
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    sim = np.where(y[:, None] == y[None], d.max() - d, 0.0)  # represented only inside the class
+
+    def f(s):
+        return sim[:, list(s)].max(1).sum()
+
+    greedy = []
+    for _ in range(4):
+        greedy.append(max((j for j in range(24) if j not in greedy), key=lambda j: f(greedy + [j])))
+    assert f(order) == pytest.approx(f(greedy), rel=1e-5)
+    allowed = np.ones(24, dtype=bool)
+    allowed[12:16] = False  # one whole blob may not be opened
+    order = facility_location_joint(x, y, 4, allowed=allowed)
+    assert not np.isin(order, np.arange(12, 16)).any()
 
 
 def test_knn_shapley_matches_brute_force_shapley():
