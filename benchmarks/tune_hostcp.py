@@ -60,6 +60,10 @@ VARIANTS: dict[str, dict] = {
     "gnq_pca_frozen": {**_PCA, "swap_passes": 0, "learn_phi": False},
     "gsnq_pca": {**_PCA, "swap_passes": 2},  # the defaults chosen
     "gsnq_pca_frozen": {**_PCA, "swap_passes": 2, "learn_phi": False},
+    "online_pca": {**_PCA, "start": "online", "swap_passes": 0},
+    "online_pca_swaps": {**_PCA, "start": "online", "swap_passes": 2},
+    "gsnq_pca_m05": {**_PCA, "swap_passes": 2, "exclude_margin": 0.5},
+    "gsnq_pca_m1": {**_PCA, "swap_passes": 2, "exclude_margin": 1.0},
     "gsnq_pca_cov": {**_PCA, "swap_passes": 2, "class_alloc": "coverage"},
     "gnq_pca_cov": {**_PCA, "swap_passes": 0, "class_alloc": "coverage"},
 }

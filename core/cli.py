@@ -9,10 +9,12 @@ lines otherwise).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,18 +148,34 @@ def _open_store(args: argparse.Namespace, out: Path):
     return Store(Path(args.store) if args.store else out / "hostcp.sqlite")
 
 
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``["learn_phi=false", "epochs=3"]`` -> ``{"learn_phi": False, "epochs": 3}`` (JSON, else text)."""
+    config: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise HostcpError(f"--set takes KEY=VALUE (for example --set learn_phi=false); got {item!r}.")
+        try:
+            config[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key.strip()] = value
+    return config
+
+
 def cmd_select(args: argparse.Namespace) -> int:
     from core.data.dataset import make_split
     from core.pipeline import SelectionSpec, run_selection
+    from core.valuation import available_methods, get_method
 
     out = Path(args.out)
-    spec = SelectionSpec(
-        method=args.method, budget=args.budget, seed=args.seed, device=args.device, backbone=args.backbone
-    )
-    from core.valuation import available_methods
-
     if args.method not in available_methods():
         raise HostcpError(f"Unknown method {args.method!r}; choose one of {sorted(available_methods())}.")
+    config = parse_settings(args.set or [])
+    get_method(args.method, **config)  # unknown or bad settings fail here, before any work
+    spec = SelectionSpec(
+        method=args.method, budget=args.budget, seed=args.seed, device=args.device, backbone=args.backbone,
+        config=config,
+    )
     data = load_input(args.data, label_column=args.label_column)
     if args.val:
         dataset, split = _with_validation(data, load_input(args.val, label_column=args.label_column))
@@ -285,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="auto", help="embedding backbone (auto, standardize, pixels...)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share without --val")
     p.add_argument("--store", help="project database path (default: OUT/hostcp.sqlite)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a method setting, repeatable (HOST-CP: HostCPConfig fields, e.g. learn_phi=false)")
     _common(p)
     p.set_defaults(func=cmd_select)
 

@@ -256,6 +256,8 @@ def _jsonable(info: dict) -> dict:
             out[k] = v.item()
         elif isinstance(v, (list, tuple)) and len(v) <= 1000:
             out[k] = [x.item() if isinstance(x, np.generic) else x for x in v]
+        elif isinstance(v, dict):  # e.g. the method's full settings: provenance of the run
+            out[k] = _jsonable(v)
     return out
 
 

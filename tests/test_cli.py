@@ -61,6 +61,21 @@ def test_select_writes_the_contracted_file(small_csv, tmp_path, method, capsys):
     assert set(df["suggested_label"]) <= {"ant", "bee", "cat"}
 
 
+def test_select_passes_settings_to_the_method(small_csv, tmp_path, capsys):
+    from core.store import Store
+
+    out = tmp_path / "out"
+    code = main(["select", str(small_csv), "--out", str(out), "--budget", "0.1",
+                 "--set", "learn_phi=false", "--set", "epochs=1", "--set", "start=online"])
+    assert code == 0, capsys.readouterr().err
+    store = Store(out / "hostcp.sqlite")
+    run = store.latest_run(store.list_datasets()[0].id, "hostcp")
+    cfg = run.info["config"]
+    assert (cfg["learn_phi"], cfg["epochs"], cfg["start"]) == (False, 1, "online")
+    df = _selection(out)
+    assert df["selected"].sum() == round(0.1 * df["value"].notna().sum())
+
+
 def test_select_with_a_validation_file_makes_every_row_a_candidate(small_csv, tmp_path):
     df = pd.read_csv(small_csv)
     data, val = tmp_path / "data.csv", tmp_path / "val.csv"
@@ -80,6 +95,9 @@ def test_select_with_a_validation_file_makes_every_row_a_candidate(small_csv, tm
         (["select", "{csv}", "--out", "o", "--label-column", "target"], "target"),
         (["select", "{csv}", "--out", "o", "--budget", "1.5"], "budget"),
         (["select", "{csv}", "--out", "o", "--method", "magic"], "Unknown method"),
+        (["select", "{csv}", "--out", "o", "--set", "learn_phi"], "KEY=VALUE"),
+        (["select", "{csv}", "--out", "o", "--set", "not_a_setting=1"], "not_a_setting"),
+        (["select", "{csv}", "--out", "o", "--set", "start=offline"], "start"),
         (["inspect", "{bad}"], ""),
         (["curve", "{csv}", "--out", "o", "--budgets", "0.1,7"], "Budgets are fractions"),
         (["curve", "{csv}", "--out", "o", "--budgets", "ten,20"], "Budgets are fractions"),

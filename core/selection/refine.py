@@ -139,7 +139,11 @@ def cluster_batches(near: NearestChosen, n: int, rng: np.random.Generator) -> li
     # neighbouring clusters share a batch, so a representative can move between them
     ids = torch.as_tensor(chosen, device=near.f.device)
     kk = min(8, len(chosen))
-    nbr = torch.topk(torch.cdist(near.f[ids], near.f[ids]), kk, dim=1, largest=False).indices.cpu().numpy()
+    fc = near.f[ids]
+    nbr = np.concatenate([  # 8 nearest chosen points of each chosen point, in blocks (k x k can be large)
+        torch.topk(torch.cdist(fc[s:s + near.chunk], fc), kk, dim=1, largest=False).indices.cpu().numpy()
+        for s in range(0, len(chosen), near.chunk)
+    ]) if len(chosen) else np.zeros((0, kk), dtype=int)
     done = np.zeros(len(chosen), dtype=bool)
     batches = []
     for p0 in range(len(chosen)):

@@ -220,3 +220,15 @@ def test_every_read_out_returns_exactly_k_unflagged_and_ranks_the_set_first(sett
     assert not (res.selected & flagged).any()
     top = np.argsort(-res.scores, kind="stable")[: task.k]
     assert res.selected[top].all()  # previews at smaller budgets are subsets of the chosen set
+
+
+def test_exclude_margin_closes_the_next_most_suspect_points():
+    x, y, xv, yv = _blobs(seed=4)
+    flagged = np.zeros(len(y), bool)
+    flagged[:6] = True
+    suspect = np.linspace(0.0, 0.9, len(y))[::-1].copy()  # the first rows are the most suspect
+    task = SelectionTask(x, y, xv, yv, n_classes=3, budget=0.2, seed=0, flagged=flagged, suspect=suspect)
+    res = get_method("hostcp", **FAST, exclude_margin=1.0).fit(task).result
+    assert res.info["n_flagged"] == 6 and res.info["n_closed_extra"] == 6
+    assert res.selected.sum() == task.k
+    assert not res.selected[:12].any()  # the 6 flagged and the 6 next most suspect
