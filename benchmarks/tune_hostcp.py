@@ -149,6 +149,7 @@ def main() -> None:
     ap.add_argument("--variants", default="default")
     ap.add_argument("--baselines", default=",".join(BASELINES))
     ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--first-fold", type=int, default=0, help="fold numbers start here (more folds later)")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--budgets", default=",".join(str(b) for b in DEFAULT_BUDGETS))
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -168,7 +169,7 @@ def main() -> None:
             v == "True" if v in ("True", "False") else v)
     jobs = []
     for name in args.datasets.split(","):
-        for fold in range(args.folds):
+        for fold in range(args.first_fold, args.first_fold + args.folds):
             for seed in range(args.seeds):
                 for b in (float(s) for s in args.budgets.split(",")):
                     for m in filter(None, args.baselines.split(",")):
