@@ -32,6 +32,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import digits_data, mixture_data  # noqa: E402
+from core.cli import parse_settings  # noqa: E402
 from core.evaluate import DEFAULT_BUDGETS  # noqa: E402
 
 BASELINES = ("random", "clean_random", "kcenter", "facility_location")
@@ -153,7 +154,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--budgets", default=",".join(str(b) for b in DEFAULT_BUDGETS))
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--set", default="", help="extra overrides for every variant, k=v,k=v")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="a HostCPConfig override for every variant, repeatable (as in hostcp select)")
     ap.add_argument("--out", default="", help="append raw rows to this CSV")
     ap.add_argument("--summarise", default="", help="only print the tables of these CSVs (comma-separated)")
     args = ap.parse_args()
@@ -162,11 +164,7 @@ def main() -> None:
         keep = set(args.variants.split(",")) | set(args.baselines.split(","))
         print(summarise(df[df.method.isin(keep) & df.dataset.isin(args.datasets.split(","))]))
         return
-    extra = {}
-    for kv in filter(None, args.set.split(",")):
-        k, v = kv.split("=")
-        extra[k] = type(getattr(__import__("core.selection", fromlist=["HostCPConfig"]).HostCPConfig(), k))(
-            v == "True" if v in ("True", "False") else v)
+    extra = parse_settings(args.set or [])
     jobs = []
     for name in args.datasets.split(","):
         for fold in range(args.first_fold, args.first_fold + args.folds):

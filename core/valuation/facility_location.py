@@ -8,7 +8,12 @@ import torch
 from core.progress import Reporter
 from core.valuation.base import SelectionMethod, SelectionTask, SelectOutput, register, stratified_quotas
 
-__all__ = ["FacilityLocationSelector", "facility_location_greedy", "facility_location_per_class"]
+__all__ = [
+    "FacilityLocationSelector",
+    "facility_location_greedy",
+    "facility_location_joint",
+    "facility_location_per_class",
+]
 
 
 def facility_location_greedy(
