@@ -27,6 +27,14 @@ def wait_for_jobs(store: Store, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
+def open_page(page: str) -> AppTest:
+    """The app run once, then switched to ``app_pages/<page>.py``, with no exception."""
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
 def metric(at: AppTest, label: str) -> str:
     """The value of the metric with this label."""
     for m in at.metric:

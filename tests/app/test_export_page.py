@@ -7,17 +7,8 @@ import zipfile
 
 import pandas as pd
 import pytest
-from app_helpers import APP
+from app_helpers import open_page
 from streamlit.testing.v1 import AppTest
-
-pytest.importorskip("core.export", reason="core/export.py is not written yet")
-
-
-def _export(project) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("app_pages/export.py").run()
-    assert not at.exception, at.exception
-    return at
 
 
 @pytest.fixture()
@@ -48,7 +39,7 @@ def _downloaded(at: AppTest, downloads: dict[str, bytes]) -> bytes:
 
 def test_manifest_is_shown(project):
     store, did = project
-    at = _export(project)
+    at = open_page("export")
     manifest = at.dataframe[0].value
     assert len(manifest) == store.dataset_info(did).n
     assert {"id", "label", "selected"} <= set(manifest.columns)
@@ -57,7 +48,7 @@ def test_manifest_is_shown(project):
 
 def test_zip_export_of_the_chosen_subset(project, downloads):
     store, did = project
-    at = _export(project)
+    at = open_page("export")
     at.radio(key="export_what").set_value("subset")
     at.selectbox(key="export_format").set_value("zip")
     at.button(key="export_prepare").click().run()
@@ -73,7 +64,7 @@ def test_zip_export_of_the_chosen_subset(project, downloads):
 
 def test_csv_export_of_kept_examples(project, downloads):
     store, did = project
-    at = _export(project)
+    at = open_page("export")
     at.radio(key="export_what").set_value("kept")
     at.selectbox(key="export_format").set_value("csv")
     at.button(key="export_prepare").click().run()

@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-from app_helpers import APP, metric
+from app_helpers import APP, metric, open_page
 from streamlit.testing.v1 import AppTest
-
-pytest.importorskip("core.review", reason="core/review.py is not written yet")
-
-
-def _review(project) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("app_pages/review.py").run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _progress_text(at: AppTest) -> str:
@@ -23,7 +13,7 @@ def _progress_text(at: AppTest) -> str:
 
 def test_the_queue_starts_with_the_most_suspicious_example(project):
     store, did = project
-    at = _review(project)
+    at = open_page("review")
     mis = store.latest_mislabels(did)
     n_flagged = int(mis["flagged"].sum())
     assert _progress_text(at) == f"0 of {n_flagged} reviewed"
@@ -35,7 +25,7 @@ def test_the_queue_starts_with_the_most_suspicious_example(project):
 
 def test_accept_is_saved_at_once_and_undo_reverts_it(project):
     store, did = project
-    at = _review(project)
+    at = open_page("review")
     at.text_input(key="reviewer").input("alice").run()
     first = at.session_state["review_current"]
     at.button(key="accept").click().run()
@@ -54,7 +44,7 @@ def test_accept_is_saved_at_once_and_undo_reverts_it(project):
 
 def test_relabel_keep_and_exclude(project):
     store, did = project
-    at = _review(project)
+    at = open_page("review")
     first = at.session_state["review_current"]
     at.selectbox(key=f"relabel_choice_{first}").set_value(3)
     at.button(key="relabel").click().run()
@@ -75,7 +65,7 @@ def test_relabel_keep_and_exclude(project):
 
 
 def test_grid_view_opens_an_example(project):
-    at = _review(project)
+    at = open_page("review")
     at.toggle(key="review_grid").set_value(True).run()
     assert not at.exception, at.exception
     assert len(at.dataframe) == 1  # the queue as a table under the thumbnails
@@ -94,7 +84,5 @@ def test_detect_is_offered_when_there_are_no_scores(home):
     from core.pipeline import import_dataset
 
     import_dataset(store_of(home), load_demo("mixture"), seed=0)
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("app_pages/review.py").run()
-    assert not at.exception, at.exception
+    at = open_page("review")
     assert at.button(key="detect").label == "Detect mislabelled examples"

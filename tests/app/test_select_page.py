@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from app_helpers import APP, metric, wait_for_jobs
-from streamlit.testing.v1 import AppTest
-
-
-def _select(project) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("app_pages/select.py").run()
-    assert not at.exception, at.exception
-    return at
+from app_helpers import metric, open_page, wait_for_jobs
 
 
 def test_moving_the_slider_previews_other_budgets(project):
     store, did = project
-    at = _select(project)
+    at = open_page("select")
     run = store.latest_run(did)
     assert metric(at, "Chosen") == str(int(run.selected.sum()))
     assert not at.info or not any("Preview" in i.value for i in at.info)
@@ -31,7 +23,7 @@ def test_moving_the_slider_previews_other_budgets(project):
 
 
 def test_the_budget_survives_a_page_switch(project):
-    at = _select(project)
+    at = open_page("select")
     at.slider(key="budget_pct").set_value(25).run()
     at.switch_page("app_pages/data.py").run()
     at.switch_page("app_pages/select.py").run()
@@ -40,7 +32,7 @@ def test_the_budget_survives_a_page_switch(project):
 
 def test_run_starts_a_background_job_and_shows_its_result(project):
     store, did = project
-    at = _select(project)
+    at = open_page("select")
     at.selectbox(key="method").set_value("random")
     at.slider(key="budget_pct").set_value(20)
     at.button(key="run_selection").click().run()
@@ -56,7 +48,7 @@ def test_run_starts_a_background_job_and_shows_its_result(project):
 
 
 def test_bad_method_settings_show_an_error(project):
-    at = _select(project)
+    at = open_page("select")
     at.text_area(key="method_config").input("{not json")
     at.button(key="run_selection").click().run()
     assert not at.exception
@@ -65,7 +57,7 @@ def test_bad_method_settings_show_an_error(project):
 
 def test_value_curves_run_as_a_job_and_replace_the_chart(project):
     store, did = project
-    at = _select(project)
+    at = open_page("select")
     at.multiselect[0].set_value(["random", "clean_random"])
     at.text_input[0].set_value("0.1,0.3")
     at.button[[b.label for b in at.button].index("Compute value curves")].click().run()
@@ -83,7 +75,7 @@ def test_value_curves_run_as_a_job_and_replace_the_chart(project):
 
 def test_bad_curve_budgets_show_an_error_and_start_nothing(project):
     store, did = project
-    at = _select(project)
+    at = open_page("select")
     at.text_input[0].set_value("ten percent")
     at.button[[b.label for b in at.button].index("Compute value curves")].click().run()
     assert not at.exception
@@ -93,7 +85,7 @@ def test_bad_curve_budgets_show_an_error_and_start_nothing(project):
 
 def test_rerun_at_exactly_the_previewed_budget(project):
     store, did = project
-    at = _select(project)
+    at = open_page("select")
     at.selectbox(key="method").set_value("random")
     at.slider(key="budget_pct").set_value(30).run()
     at.button(key="rerun_at_budget").click().run()
@@ -117,7 +109,7 @@ def test_cancel_stops_a_running_job(project):
         while not release.wait(0.05):
             reporter.check_cancelled()
 
-    at = _select(project)
+    at = open_page("select")
     runner = services.get_runner()
     job_id = runner.submit("selection", slow, dataset_id=did)
     try:
