@@ -7,21 +7,29 @@ table (throttled), and raises :class:`~core.errors.JobCancelled` from
 never touches Streamlit: the UI polls :meth:`Store.get_job`, the CLI passes its
 own reporter. Results are persisted by ``fn`` itself as it makes them, so a
 failed or cancelled job leaves everything already committed intact.
+
+A job that reports no progress for :data:`STALL_AFTER_S` is *stalled*
+(:func:`seconds_without_progress`); the user may :meth:`JobRunner.abandon` it:
+it is marked failed at once and the jobs queued behind it start, whatever its
+thread is stuck in.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+import core.processes  # noqa: F401  (counts and logs any fork of this process; see its docstring)
 from core.errors import HostcpError, JobCancelled
 from core.progress import Reporter
 from core.store import JobRecord, Store, utcnow
 
-__all__ = ["JobRunner", "JobReporter", "JobFunction"]
+__all__ = ["JobRunner", "JobReporter", "JobFunction", "STALL_AFTER_S", "seconds_without_progress"]
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +38,50 @@ log = logging.getLogger(__name__)
 #: thread counts set by threadpoolctl, torch.set_num_threads, numba's pool): two jobs at once
 #: (the map's UMAP beside a selection) hung the app. On a 2-core machine they gain nothing
 #: from overlapping; a waiting job shows as queued.
-_ENGINE_LOCK = threading.Lock()
+
+#: Seconds without a progress report after which a running job counts as stalled
+#: (``HOSTCP_STALL_AFTER_S`` overrides). Engine steps report at least every few seconds;
+#: a single step that does not (a large UMAP fit) shows as stalled but keeps running.
+STALL_AFTER_S = float(os.environ.get("HOSTCP_STALL_AFTER_S", "300"))
+
+
+class _EngineSlot:
+    """The one engine job of this process; an abandoned job gives up its slot without ending."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._owner: int | None = None
+
+    def acquire(self, job_id: int, should_stop: Callable[[], bool]) -> bool:
+        """Wait for the slot; ``False`` (without it) once ``should_stop()`` says so."""
+        with self._cond:
+            while self._owner is not None:
+                if should_stop():
+                    return False
+                self._cond.wait(0.25)
+            self._owner = job_id
+            return True
+
+    def release(self, job_id: int) -> None:
+        """Free the slot if ``job_id`` still holds it (an abandoned job no longer does)."""
+        with self._cond:
+            if self._owner == job_id:
+                self._owner = None
+                self._cond.notify_all()
+
+
+_ENGINE_SLOT = _EngineSlot()
+
+
+def seconds_without_progress(job: JobRecord, now: datetime | None = None) -> float:
+    """Seconds since a running job last wrote progress (0 for jobs not running).
+
+    Compare with :data:`STALL_AFTER_S` to tell a stalled job.
+    """
+    if job.status != "running":
+        return 0.0
+    now = now or datetime.now(UTC)
+    return max(0.0, (now - datetime.fromisoformat(job.updated_at)).total_seconds())
 
 #: A job body: gets a reporter, returns a small JSON-able result (e.g. ``{"run_id": 3}``).
 JobFunction = Callable[[Reporter], "dict | None"]
@@ -53,9 +104,12 @@ class JobReporter:
         self._last_write = 0.0
         self._last_stage: str | None = None
         self._cancel_event = threading.Event()
+        self.detached = False  # set when the job is abandoned: nothing more is written
 
     def report(self, stage: str, fraction: float, message: str = "") -> None:
         """Record progress; the ETA is extrapolated from elapsed time and fraction."""
+        if self.detached:
+            return
         now = time.monotonic()
         fraction = min(max(float(fraction), 0.0), 1.0)
         new_stage = stage != self._last_stage
@@ -71,10 +125,15 @@ class JobReporter:
         """Mark this job as cancelled from this process (no database round trip)."""
         self._cancel_event.set()
 
-    def check_cancelled(self) -> None:
-        """Raise :class:`JobCancelled` when the job was asked to stop."""
+    def cancelled(self) -> bool:
+        """Whether the job was asked to stop (here or through the store)."""
         if self._cancel_event.is_set() or self.store.cancel_requested(self.job_id):
             self._cancel_event.set()
+        return self._cancel_event.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` when the job was asked to stop."""
+        if self.cancelled():
             raise JobCancelled(f"job {self.job_id} cancelled")
 
 
@@ -116,26 +175,46 @@ class JobRunner:
         return job_id
 
     def _run(self, job_id: int, fn: JobFunction, reporter: JobReporter) -> None:
-        with _ENGINE_LOCK:  # one engine job at a time in this process (see _ENGINE_LOCK)
+        # one engine job at a time in this process (see _ENGINE_SLOT); a job cancelled while
+        # it waits in the queue never starts
+        if not _ENGINE_SLOT.acquire(job_id, reporter.cancelled):
+            if not reporter.detached:
+                self.store.update_job(
+                    job_id, status="cancelled", message="Cancelled before it started.",
+                    finished_at=utcnow(),
+                )
+            with self._lock:
+                self._reporters.pop(job_id, None)
+            return
+        try:
             self._run_now(job_id, fn, reporter)
+        finally:
+            _ENGINE_SLOT.release(job_id)
 
     def _run_now(self, job_id: int, fn: JobFunction, reporter: JobReporter) -> None:
+        if reporter.detached:  # abandoned while it waited
+            return
         self.store.update_job(job_id, status="running", started_at=utcnow(), stage="starting")
         try:
-            reporter.check_cancelled()  # cancelled while it waited in the queue
             result = fn(reporter)
         except JobCancelled:
-            self.store.update_job(
-                job_id, status="cancelled", message="Cancelled by the user.", finished_at=utcnow()
-            )
+            if not reporter.detached:
+                self.store.update_job(
+                    job_id, status="cancelled", message="Cancelled by the user.", finished_at=utcnow()
+                )
         except HostcpError as e:
-            self.store.update_job(job_id, status="failed", error=str(e), finished_at=utcnow())
+            if not reporter.detached:
+                self.store.update_job(job_id, status="failed", error=str(e), finished_at=utcnow())
         except Exception as e:  # a bug, not bad input: keep the traceback in the log
             log.error("job %d failed:\n%s", job_id, traceback.format_exc())
-            self.store.update_job(
-                job_id, status="failed", error=f"{type(e).__name__}: {e}", finished_at=utcnow()
-            )
+            if not reporter.detached:
+                self.store.update_job(
+                    job_id, status="failed", error=f"{type(e).__name__}: {e}", finished_at=utcnow()
+                )
         else:
+            if reporter.detached:
+                log.warning("job %d finished after it was abandoned; its result is not recorded", job_id)
+                return
             self.store.update_job(
                 job_id,
                 status="done",
@@ -156,6 +235,34 @@ class JobRunner:
             reporter = self._reporters.get(job_id)
         if reporter is not None:
             reporter.cancel()
+
+    def abandon(self, job_id: int) -> JobRecord:
+        """Give up a stalled job: mark it failed now and let the queued jobs start.
+
+        Its thread cannot be killed; it is asked to stop at its next check, writes
+        nothing more to the job row, and if it ever ends, its result is dropped.
+        Results it already saved stay. Returns the job's new record.
+        """
+        job = self.store.get_job(job_id)
+        if job.finished:
+            return job
+        idle = seconds_without_progress(job)
+        with self._lock:
+            reporter = self._reporters.get(job_id)
+        if reporter is not None:
+            reporter.detached = True
+            reporter.cancel()
+        self.store.request_cancel(job_id)
+        self.store.update_job(
+            job_id,
+            status="failed",
+            error=f"Abandoned by the user after {idle:.0f} s without progress. Results it had "
+            "already saved are kept; start it again to retry.",
+            finished_at=utcnow(),
+        )
+        log.warning("job %d abandoned after %.0f s without progress", job_id, idle)
+        _ENGINE_SLOT.release(job_id)
+        return self.store.get_job(job_id)
 
     def wait(self, job_id: int, timeout: float | None = None) -> JobRecord:
         """Block until the job's thread ends (or ``timeout``); returns its record."""

@@ -355,8 +355,10 @@ def compute_umap(
     reporter.check_cancelled()
     import umap
 
+    from core.processes import ENGINE_N_JOBS
+
     n_neighbors = int(min(15, max(2, len(emb) - 1)))
-    layout = umap.UMAP(n_neighbors=n_neighbors, random_state=seed, n_jobs=1).fit_transform(emb)
+    layout = umap.UMAP(n_neighbors=n_neighbors, random_state=seed, n_jobs=ENGINE_N_JOBS).fit_transform(emb)
     layout = np.asarray(layout, dtype=np.float32)
     store.put_artifact(dataset_id, "umap", key, layout)
     reporter.report("umap", 1.0, "map ready")

@@ -205,13 +205,19 @@ def out_of_fold_proba(
 
 
 def cleanlab_issues(y: np.ndarray, proba: np.ndarray) -> np.ndarray:
-    """cleanlab's ``find_label_issues`` (prune by noise rate) as an ``(N,)`` bool mask."""
+    """cleanlab's ``find_label_issues`` (prune by noise rate) as an ``(N,)`` bool mask.
+
+    Always in this process (``n_jobs``): by default cleanlab forks a pool of every CPU, which
+    hung the app when forked from the Streamlit server (see :mod:`core.processes`).
+    """
     from cleanlab.filter import find_label_issues
+
+    from core.processes import ENGINE_N_JOBS
 
     y, proba = present_classes(y, proba)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return np.asarray(find_label_issues(y, proba), dtype=bool)
+        return np.asarray(find_label_issues(y, proba, n_jobs=ENGINE_N_JOBS), dtype=bool)
 
 
 def present_classes(y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.ensemble import BaggingClassifier
 from sklearn.tree import DecisionTreeClassifier
 
+from core.processes import ENGINE_N_JOBS
 from core.progress import Reporter
 from core.valuation.base import SelectionMethod, SelectionTask, SelectOutput, register, top_k_mask
 
@@ -26,7 +27,7 @@ def data_oob_values(
         n_estimators=n_estimators,
         bootstrap=True,
         random_state=seed,
-        n_jobs=1,
+        n_jobs=ENGINE_N_JOBS,  # no worker processes (core.processes)
     ).fit(x, y)
     n = len(y)
     hits, counts = np.zeros(n), np.zeros(n)
