@@ -195,8 +195,8 @@ def active_job(dataset_id: int, kind: str) -> JobRecord | None:
     job = latest_job(dataset_id, kind)
     if job is None or job.finished:
         return None
-    if not get_runner().is_alive(job.id) and job.status == "running":
-        # started by a process that is gone (or another runner): let the store settle it
+    if not get_runner().is_alive(job.id):
+        # queued or started by a process that is gone (or another runner): let the store settle it
         get_store().fail_interrupted_jobs()
         job = get_store().get_job(job.id)
         return None if job.finished else job

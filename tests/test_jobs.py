@@ -133,3 +133,74 @@ def test_jobs_run_one_at_a_time_and_a_queued_cancel_never_starts(runner, store):
     assert runner.wait(a, 30).status == "done" and runner.wait(b, 30).status == "done"
     assert overlap == [0]
     assert runner.wait(c, 30).status == "cancelled" and ran_third == []
+
+
+def test_a_stalled_job_can_be_abandoned_and_the_queue_moves_on(runner, store):
+    """A job stuck without progress (a hung pool, a dead lock) must not block every later job."""
+    from datetime import UTC, datetime, timedelta
+
+    from core.jobs import STALL_AFTER_S, seconds_without_progress
+
+    stuck = threading.Event()
+    started = threading.Event()
+
+    def hangs(reporter):
+        reporter.report("waiting", 0.1, "about to hang")
+        started.set()
+        stuck.wait(60)
+        reporter.report("waiting", 0.9, "woke up")
+        return {"late": True}
+
+    a = runner.submit("hang", hangs)
+    assert started.wait(10)
+    b = runner.submit("next", lambda reporter: {"ran": True})
+    time.sleep(0.5)
+    assert store.get_job(b).status == "queued"  # waits behind the stuck one
+    job = store.get_job(a)
+    later = datetime.now(UTC) + timedelta(seconds=STALL_AFTER_S + 5)
+    assert seconds_without_progress(job, later) > STALL_AFTER_S
+    assert seconds_without_progress(store.get_job(b), later) == 0.0  # queued jobs are not stalled
+
+    abandoned = runner.abandon(a)
+    assert abandoned.status == "failed" and "Abandoned" in abandoned.error
+    assert runner.wait(b, 30).status == "done"  # the queue moved on while `a` is still stuck
+    assert runner.is_alive(a)
+    stuck.set()
+    runner.wait(a, 30)
+    final = store.get_job(a)
+    assert final.status == "failed" and final.result is None and final.message == "about to hang"
+
+
+def test_a_job_whose_pid_now_belongs_to_another_process_is_interrupted(store):
+    """PID 1 in a container, or a reused PID: alive, but not the process that owned the job."""
+    from core.store.records import process_token
+
+    jid = store.create_job("mislabels")
+    with store.connect() as conn:
+        conn.execute(
+            "UPDATE jobs SET status='running', owner_pid=1, owner_token=? WHERE id=?",
+            (f"{process_token(1)}-an-earlier-process", jid),
+        )
+    own = store.create_job("selection")
+    JobRunner(store)  # start-up settles stale jobs
+    job = store.get_job(jid)
+    assert job.status == "failed" and job.error.startswith("Interrupted")
+    assert store.get_job(own).status == "queued"  # this process's own job is left alone
+
+
+def test_a_store_made_before_owner_tokens_gains_the_column(tmp_path):
+    import sqlite3
+
+    from core.store import Store
+
+    path = tmp_path / "old.sqlite"
+    Store(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE jobs DROP COLUMN owner_token")
+    store = Store(path)
+    jid = store.create_job("selection")
+    with store.connect() as conn:
+        token = conn.execute("SELECT owner_token FROM jobs WHERE id=?", (jid,)).fetchone()[0]
+    from core.store.records import process_token
+
+    assert token == process_token()

@@ -1,10 +1,15 @@
-"""A job's live progress (stage, bar, ETA, Cancel) polled once a second, and its last outcome."""
+"""A job's live progress (stage, bar, ETA, Cancel) polled once a second, and its last outcome.
+
+A job that has reported nothing for ``core.jobs.STALL_AFTER_S`` is shown as stalled, with
+Abandon: the job is marked failed and the jobs queued behind it start.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from app import services
+from core.jobs import STALL_AFTER_S, seconds_without_progress
 
 __all__ = ["job_panel"]
 
@@ -38,6 +43,15 @@ def _poll(job_id: int, title: str) -> None:
         ):
             services.get_runner().cancel(job.id)
             st.rerun(scope="fragment")
+        idle = seconds_without_progress(job)
+        if idle > STALL_AFTER_S:
+            st.warning(
+                f"No progress for {idle / 60:.0f} min: the job may be stuck. Abandon it to run "
+                "other jobs; it is marked failed and what it already saved is kept."
+            )
+            if st.button("Abandon", key=f"abandon-job-{job.id}", type="primary"):
+                services.get_runner().abandon(job.id)
+                st.rerun(scope="app")
 
 
 def job_panel(dataset_id: int, kind: str, *, title: str) -> bool:

@@ -36,7 +36,7 @@ from core.store.records import (
 )
 from core.store.results import ResultsMixin
 from core.store.review_log import ReviewLogMixin
-from core.store.schema import SCHEMA, SCHEMA_VERSION
+from core.store.schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
 
 __all__ = ["Store"]
 
@@ -96,6 +96,10 @@ class Store(ReviewLogMixin, ResultsMixin, JobsTableMixin):
                         f"{SCHEMA_VERSION}. Upgrade hostcp-studio to open it."
                     )
                 conn.executescript(SCHEMA)
+                for table, column, decl in ADDED_COLUMNS:
+                    have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
                 conn.execute(
                     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),

@@ -10,7 +10,8 @@ from typing import Any
 from core.errors import StoreError
 from core.store.records import (
     JobRecord,
-    pid_alive,
+    owner_alive,
+    process_token,
     utcnow,
 )
 
@@ -24,9 +25,10 @@ class JobsTableMixin:
         now = utcnow()
         with self.connect() as conn:
             cur = conn.execute(
-                "INSERT INTO jobs(kind, dataset_id, status, params, owner_pid, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?)",
-                (kind, dataset_id, "queued", json.dumps(params or {}, default=str), os.getpid(), now, now),
+                "INSERT INTO jobs(kind, dataset_id, status, params, owner_pid, owner_token, created_at,"
+                " updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                (kind, dataset_id, "queued", json.dumps(params or {}, default=str), os.getpid(),
+                 process_token(), now, now),
             )
             return int(cur.lastrowid)
 
@@ -106,12 +108,17 @@ class JobsTableMixin:
         return bool(row and row[0])
 
     def fail_interrupted_jobs(self) -> int:
-        """Mark jobs whose owning process is gone (killed mid-run) as failed; returns how many."""
+        """Mark jobs whose owning process is gone (killed mid-run) as failed; returns how many.
+
+        The owner is the process identity recorded with the job (PID and start time, see
+        :func:`~core.store.records.process_token`), so a job whose PID now belongs to
+        another process (PID 1 of a restarted container, a reused PID) counts as interrupted.
+        """
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT id, owner_pid FROM jobs WHERE status IN ('queued', 'running')"
+                "SELECT id, owner_pid, owner_token FROM jobs WHERE status IN ('queued', 'running')"
             ).fetchall()
-            dead = [r["id"] for r in rows if not pid_alive(r["owner_pid"])]
+            dead = [r["id"] for r in rows if not owner_alive(r["owner_pid"], r["owner_token"])]
             now = utcnow()
             conn.executemany(
                 "UPDATE jobs SET status='failed', error='Interrupted: the process running this job"

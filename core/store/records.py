@@ -16,7 +16,9 @@ __all__ = [
     "JobRecord",
     "utcnow",
     "default_store_path",
+    "owner_alive",
     "pid_alive",
+    "process_token",
 ]
 
 
@@ -110,7 +112,7 @@ class JobRecord:
 
 
 def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id still runs on this machine."""
+    """Whether a process with this id still runs on this machine (possibly another one, reused)."""
     if pid is None:
         return False
     if pid == os.getpid():
@@ -122,3 +124,51 @@ def pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+_BOOT_ID = _boot_id()
+#: Stands in for the start time where /proc is missing (not Linux): unique to this process.
+_FALLBACK_TOKEN = f"{os.getpid()}:{os.urandom(8).hex()}"
+
+
+def process_token(pid: int | None = None) -> str | None:
+    """An identity of a running process that a later process with the same PID does not share.
+
+    On Linux: ``boot id:PID:start time`` (clock ticks after boot, field 22 of
+    ``/proc/PID/stat``), so a PID reused after a restart (PID 1 of a container,
+    a recycled PID) reads as another process. Elsewhere this process gets a
+    random token and other processes' tokens are unknown (``None``).
+
+    Args:
+        pid: The process; this one by default.
+
+    Returns:
+        The token, or ``None`` when the process does not exist or cannot be identified.
+    """
+    pid = os.getpid() if pid is None else int(pid)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return _FALLBACK_TOKEN if pid == os.getpid() and not _BOOT_ID else None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
+    return f"{_BOOT_ID}:{pid}:{fields[19]}"
+
+
+def owner_alive(pid: int | None, token: str | None) -> bool:
+    """Whether the process that recorded ``(pid, token)`` (see :func:`process_token`) still runs.
+
+    A row without a token (written before tokens were recorded) falls back to the PID alone.
+    """
+    if token is None or not pid_alive(pid):
+        return pid_alive(pid)
+    current = process_token(pid)
+    if current is None:  # gone, or not identifiable on this platform: trust the PID
+        return _BOOT_ID == "" and pid_alive(pid)
+    return current == token

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SCHEMA_VERSION", "DECISION_ACTIONS", "SCHEMA"]
+__all__ = ["SCHEMA_VERSION", "DECISION_ACTIONS", "SCHEMA", "ADDED_COLUMNS"]
 
 SCHEMA_VERSION = 1
 #: What a reviewer can decide about an example. ``undo`` cancels an earlier decision.
@@ -92,9 +92,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT,
     params TEXT NOT NULL DEFAULT '{}',
     owner_pid INTEGER,
+    owner_token TEXT,
     created_at TEXT NOT NULL,
     started_at TEXT,
     updated_at TEXT NOT NULL,
     finished_at TEXT
 );
 """
+
+#: Columns added after version 1 shipped, as ``(table, column, declaration)``: a store made
+#: before them gains them when it is opened (nullable, so older programs still read it).
+ADDED_COLUMNS = (("jobs", "owner_token", "TEXT"),)
