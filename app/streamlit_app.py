@@ -21,50 +21,54 @@ HERE = Path(__file__).resolve().parent
 LOGO = ROOT / "assets" / "logo.svg"
 ICON = ROOT / "assets" / "icon.svg"
 
-st.set_page_config(page_title="hostcp studio", page_icon=str(ICON), layout="wide")
-st.logo(str(LOGO), size="large", icon_image=str(ICON))
 
-pages = [
-    st.Page(
-        str(HERE / "app_pages" / "data.py"),
-        title="Data",
-        icon=":material/dataset:",
-        url_path="data",
-        default=True,
-    ),
-    st.Page(str(HERE / "app_pages" / "select.py"), title="Select", icon=":material/tune:", url_path="select"),
-    st.Page(
-        str(HERE / "app_pages" / "review.py"), title="Review", icon=":material/fact_check:", url_path="review"
-    ),
-    st.Page(
-        str(HERE / "app_pages" / "export.py"), title="Export", icon=":material/download:", url_path="export"
-    ),
-]
-page = st.navigation(pages)
+def _page(file: str, title: str, icon: str, *, default: bool = False) -> st.Page:
+    return st.Page(str(HERE / "app_pages" / file), title=title, icon=icon,
+                   url_path=title.lower(), default=default)
 
-with st.sidebar:
-    with services.engine_errors("Opening the project"):
-        store = services.get_store()
-        datasets = store.list_datasets()
-        if not datasets:  # first launch: import the default demo so every page shows something
-            services.current_dataset_id(auto_demo=True)
+
+def main() -> None:
+    """One run of the app: page setup, sidebar, then the chosen page."""
+    st.set_page_config(page_title="hostcp studio", page_icon=str(ICON), layout="wide")
+    st.logo(str(LOGO), size="large", icon_image=str(ICON))
+
+    pages = [
+        _page("data.py", "Data", ":material/dataset:", default=True),
+        _page("select.py", "Select", ":material/tune:"),
+        _page("review.py", "Review", ":material/fact_check:"),
+        _page("export.py", "Export", ":material/download:"),
+    ]
+    page = st.navigation(pages)
+
+    with st.sidebar:
+        with services.engine_errors("Opening the project"):
+            store = services.get_store()
             datasets = store.list_datasets()
-        if datasets:
-            pending = st.session_state.pop("_pending_dataset_select", None)
-            ids = [d.id for d in datasets]
-            names = {d.id: f"#{d.id} {d.name} ({d.n} examples)" for d in datasets}
-            if pending in ids:
-                st.session_state["dataset_select"] = pending
-            elif st.session_state.get("dataset_select") not in ids:
-                st.session_state["dataset_select"] = services.current_dataset_id()
-            chosen = st.selectbox(
-                "Current dataset",
-                ids,
-                format_func=names.get,
-                key="dataset_select",
-                help="Every page works on this dataset; import more on the Data page.",
-            )
-            st.session_state["dataset_id"] = chosen
-        st.caption(f"Project: `{store.path}`")
+            if not datasets:  # first launch: import the default demo so every page shows something
+                services.current_dataset_id(auto_demo=True)
+                datasets = store.list_datasets()
+            if datasets:
+                pending = st.session_state.pop("_pending_dataset_select", None)
+                ids = [d.id for d in datasets]
+                names = {d.id: f"#{d.id} {d.name} ({d.n} examples)" for d in datasets}
+                if pending in ids:
+                    st.session_state["dataset_select"] = pending
+                elif st.session_state.get("dataset_select") not in ids:
+                    st.session_state["dataset_select"] = services.current_dataset_id()
+                chosen = st.selectbox(
+                    "Current dataset",
+                    ids,
+                    format_func=names.get,
+                    key="dataset_select",
+                    help="Every page works on this dataset; import more on the Data page.",
+                )
+                st.session_state["dataset_id"] = chosen
+            st.caption(f"Project: `{store.path}`")
 
-page.run()
+    page.run()
+
+
+# Streamlit runs this file as ``__main__``. A multiprocessing spawn child of the server imports
+# it as ``__mp_main__``: it must not run the app (that imported the demo into $HOSTCP_HOME).
+if __name__ == "__main__":
+    main()

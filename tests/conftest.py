@@ -1,13 +1,24 @@
-"""Shared fixtures: a small real dataset (scikit-learn digits) and a fresh project store."""
+"""Shared fixtures: a small real dataset (scikit-learn digits) and a fresh project store.
+
+Before anything else, ``HOSTCP_HOME`` points at a temporary folder for the whole session
+(inherited by every child process), so no test, and nothing a test starts, ever reads or
+writes the user's real project (``~/.hostcp`` or their own ``HOSTCP_HOME``). Tests that
+need a home of their own set one with ``monkeypatch``.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-from sklearn.datasets import load_digits
+import os
+import tempfile
 
-from core.data.dataset import Dataset, Split, make_split
-from core.store import Store
+os.environ["HOSTCP_HOME"] = tempfile.mkdtemp(prefix="hostcp-test-home-")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+
+from core.data.dataset import Dataset, Split, make_split  # noqa: E402
+from core.store import Store  # noqa: E402
 
 
 @pytest.fixture(scope="session")
