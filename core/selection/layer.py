@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import warnings
 
+import numpy as np
 import torch
+from diffcp import SolverError
 
 from core.errors import ConfigError
 from core.selection.problem import BatchProblem, build_problem
@@ -23,6 +25,10 @@ from core.selection.problem import BatchProblem, build_problem
 __all__ = ["SelectionLayer", "SOLVERS"]
 
 logger = logging.getLogger(__name__)
+
+#: What a solver that gave up on a batch raises (diffcp's status check, a singular KKT system);
+#: anything else is a bug and propagates. Non-finite solutions count as a failure too.
+_SOLVER_ERRORS = (SolverError, np.linalg.LinAlgError)
 
 #: Solve methods the layer accepts (diffcp names).
 SOLVERS = ("Clarabel", "SCS")
@@ -79,7 +85,7 @@ class SelectionLayer:
         cpu = [torch.as_tensor(p).to(device="cpu", dtype=torch.float64) for p in params]
         try:
             out = self._solve(cpu, None)
-        except Exception as e:  # solver failure on an ill-conditioned batch: retry with SCS
+        except _SOLVER_ERRORS as e:  # the solver gave up on an ill-conditioned batch: retry with SCS
             if self.solver == "SCS":
                 raise
             logger.warning("Clarabel failed on a batch (%s); retrying with SCS.", e)
@@ -90,4 +96,8 @@ class SelectionLayer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", UserWarning)
-            return self._layer(*cpu, solver_args=solver_args)
+            out = self._layer(*cpu, solver_args=solver_args)
+        if not all(torch.isfinite(o).all() for o in out):
+            raise SolverError(f"{(solver_args or {}).get('solve_method', self.solver)} returned "
+                              "a non-finite solution")
+        return out

@@ -536,16 +536,11 @@ def _flags(task: SelectionTask, cfg: HostCPConfig) -> tuple[np.ndarray, np.ndarr
     """Flagged suspects and suspect scores: given, detected, or none."""
     flagged, suspect, source = task.flagged, task.suspect, "task"
     if flagged is None and (cfg.exclude_flagged or cfg.quality_weight or cfg.learn_cost):
-        try:
-            from core.mislabel import detect_mislabels
+        from core.mislabel import detect_mislabels  # part of this package: never optional
 
-            res = detect_mislabels(
-                task.x_train, task.y_train, n_classes=task.n_classes, seed=task.seed
-            )
-            flagged, source = res.flagged, "detect_mislabels"
-            suspect = res.score if suspect is None else suspect
-        except ImportError:
-            logger.warning("core.mislabel is not available; selecting without mislabel flags.")
+        res = detect_mislabels(task.x_train, task.y_train, n_classes=task.n_classes, seed=task.seed)
+        flagged, source = res.flagged, "detect_mislabels"
+        suspect = res.score if suspect is None else suspect
     if flagged is None:
         flagged, source = np.zeros(task.n, dtype=bool), "none"
     if suspect is None:

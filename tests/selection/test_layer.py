@@ -104,3 +104,55 @@ def test_gradient_is_not_zero_with_quadratic_term():
     _, _, u = layer(dn_t, torch.tensor(do), torch.tensor(c), torch.tensor(ub), torch.tensor(2.0))
     (u * torch.arange(n, dtype=torch.float64)).sum().backward()
     assert dn_t.grad.abs().sum().item() > 1e-6
+
+
+def _args(n: int, m: int):
+    dn, do, c, ub = _instance(n, m)
+    return [torch.tensor(a) for a in (dn, do, c, ub)] + [torch.tensor(2.0, dtype=torch.float64)]
+
+
+def test_a_solver_failure_is_retried_with_scs():
+    from diffcp import SolverError
+
+    n, m = 6, 2
+    layer = SelectionLayer(n, m)
+    real, calls = layer._layer, []
+
+    def flaky(*params, solver_args=None):
+        calls.append((solver_args or {}).get("solve_method", "Clarabel"))
+        if len(calls) == 1:
+            raise SolverError("Clarabel gave up")
+        return real(*params, solver_args=solver_args)
+
+    layer._layer = flaky
+    zn, zo, u = layer(*_args(n, m))
+    assert calls == ["Clarabel", "SCS"] and torch.isfinite(u).all()
+
+
+def test_a_non_finite_solution_counts_as_a_failure():
+    n, m = 6, 2
+    layer = SelectionLayer(n, m)
+    real, calls = layer._layer, []
+
+    def nan_first(*params, solver_args=None):
+        calls.append(solver_args)
+        out = real(*params, solver_args=solver_args)
+        return tuple(o * float("nan") for o in out) if len(calls) == 1 else out
+
+    layer._layer = nan_first
+    assert torch.isfinite(layer(*_args(n, m))[2]).all() and len(calls) == 2
+
+
+def test_a_bug_in_the_layer_is_not_hidden_by_a_retry():
+    n, m = 6, 2
+    layer = SelectionLayer(n, m)
+    calls = []
+
+    def buggy(*params, solver_args=None):
+        calls.append(solver_args)
+        raise TypeError("a bug, not a hard batch")
+
+    layer._layer = buggy
+    with pytest.raises(TypeError, match="a bug"):
+        layer(*_args(n, m))
+    assert len(calls) == 1

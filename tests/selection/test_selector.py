@@ -232,3 +232,16 @@ def test_exclude_margin_closes_the_next_most_suspect_points():
     assert res.info["n_flagged"] == 6 and res.info["n_closed_extra"] == 6
     assert res.selected.sum() == task.k
     assert not res.selected[:12].any()  # the 6 flagged and the 6 next most suspect
+
+
+def test_a_broken_detector_import_fails_the_selection_instead_of_dropping_flags(monkeypatch):
+    """It used to log a warning and select without mislabel flags: a bug hidden as a setting."""
+    import sys
+
+    from core.selection.selector import _flags
+
+    x, y, xv, yv = _blobs()
+    task = SelectionTask(x, y, xv, yv, n_classes=3, budget=0.1, seed=0)
+    monkeypatch.setitem(sys.modules, "core.mislabel", None)  # any import of it raises ImportError
+    with pytest.raises(ImportError):
+        _flags(task, HostCPConfig(**FAST))
