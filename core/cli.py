@@ -45,6 +45,12 @@ def load_input(source: str, *, label_column: str = "label"):
     return load_dataset(path, label_column=label_column)
 
 
+def one_line(message: str, limit: int = 2000) -> str:
+    """An error message as one line of at most ``limit`` characters (scripts read stderr by line)."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 25].rstrip() + f" ... ({len(text)} chars)"
+
+
 # ---------------------------------------------------------------- progress
 class _ProgressPrinter:
     """Draws a job's progress on stderr: a bar in a terminal, a line per change otherwise."""
@@ -346,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except HostcpError as e:
-        print(f"hostcp {args.command}: error: {e}", file=sys.stderr)
+        print(f"hostcp {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:  # a folder that cannot be written, a full disk...
         print(f"hostcp {args.command}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "),

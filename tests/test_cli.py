@@ -153,3 +153,19 @@ def test_an_unwritable_output_folder_is_one_line_not_a_traceback(small_csv, tmp_
     assert main(["select", str(small_csv), "--out", str(blocker / "out"), "--method", "random"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("hostcp select: error:") and "Traceback" not in err
+
+
+def test_a_long_multi_line_error_is_still_one_bounded_line(monkeypatch, capsys):
+    """Whatever an engine message holds, a script reading stderr gets one line of bounded length."""
+    from core import cli
+    from core.errors import DataError
+
+    def fail(*_args, **_kw):
+        lines = "5000 images could not be read:\n  a.png: bad\n  b.png: bad\n"
+        raise DataError(lines + "c.png: bad; " * 5000)
+
+    monkeypatch.setattr(cli, "load_input", fail)
+    assert cli.main(["inspect", "x.zip"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 2100
+    assert err.startswith("hostcp inspect: error: 5000 images could not be read: a.png: bad b.png")

@@ -87,12 +87,15 @@ def app_url(tmp_path):
             time.sleep(0.5)
         yield url, home
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM, as a service manager stops it
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # it used to, with forked pool workers left behind
             proc.kill()
-        log.close()
+            proc.wait()
+            raise AssertionError("the app did not stop within 30 s of SIGTERM") from None
+        finally:
+            log.close()
 
 
 def _metric(page, label: str) -> str:
