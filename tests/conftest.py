@@ -8,10 +8,13 @@ need a home of their own set one with ``monkeypatch``.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["HOSTCP_HOME"] = tempfile.mkdtemp(prefix="hostcp-test-home-")
+atexit.register(shutil.rmtree, os.environ["HOSTCP_HOME"], ignore_errors=True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
