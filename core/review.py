@@ -3,7 +3,8 @@
 Every decision (``relabel``, ``accept``, ``keep``, ``exclude``, ``undo``) is
 appended to the store's review log the moment it is made (the log is never
 rewritten; ``undo`` appends an entry cancelling an earlier one), so a crash
-or a page refresh loses nothing. Human decisions outrank the detector: after
+or a page refresh loses nothing. "Undo last" (:func:`undo_last`) is per reviewer:
+it never cancels another reviewer's decision. Human decisions outrank the detector: after
 :func:`rescore`, an example whose label a reviewer confirmed (``keep``) or set
 (``relabel``/``accept``) is never flagged again, and excluded examples are
 left out of detection and selection.
@@ -173,7 +174,9 @@ def decide(
         action: ``relabel`` (needs ``new_label``), ``accept`` (the suggested label, or
             ``new_label`` if given), ``keep`` (the label is right), ``exclude`` (leave the
             example out of selection and of the kept export), or ``undo`` (cancel the
-            decision in force for this example).
+            decision in force for this example, whoever made it: an explicit act on one
+            example; the "Undo last" button is :func:`undo_last`, which only withdraws the
+            reviewer's own decisions).
         new_label: Class index for ``relabel``/``accept``.
         reviewer: Name saved with the decision (provenance).
 
@@ -219,14 +222,40 @@ def decide(
 
 
 def undo_last(store: Store, dataset_id: int, *, reviewer: str = "reviewer") -> Decision | None:
-    """Cancel the newest decision still in force; returns the ``undo`` entry, or ``None``."""
+    """Withdraw ``reviewer``'s newest decision on this dataset; returns the ``undo`` entry, or ``None``.
+
+    Undo is per reviewer and per dataset: it only ever cancels a decision that
+    ``reviewer`` made on ``dataset_id`` (their newest one that is not undone yet),
+    never another reviewer's, so two people reviewing at once cannot undo each other.
+
+    If another reviewer decided the same example afterwards (alice relabels, bob then
+    excludes or keeps it), alice's undo still withdraws *her* decision, but bob's stays
+    in force and so does the label it recorded: the example's label does not change, and
+    the undo entry says so (``old_label == new_label``). Only if bob later undoes his own
+    decision does the example fall back past alice's withdrawn one. Each call withdraws
+    exactly one decision, the reviewer's newest not yet undone, so repeated calls walk
+    back through that reviewer's own decisions only.
+
+    The entry's ``old_label``/``new_label`` are the example's effective label before and
+    after the undo (what :meth:`Store.effective_labels` gives), i.e. the label it restores.
+
+    Raises:
+        TypeError: ``reviewer`` is not a string.
+    """
+    if not isinstance(reviewer, str):
+        raise TypeError(f"reviewer must be a name (str); got {type(reviewer).__name__}.")
+    name = reviewer.strip() or "reviewer"  # decide() saves the stripped name; "" is its default
     log_ = store.decisions(dataset_id)
     undone = {d.undoes for d in log_ if d.action == "undo"}
-    live = [d for d in log_ if d.action != "undo" and d.id not in undone]
-    if not live:
+    mine = [d for d in log_ if d.action != "undo" and d.id not in undone and d.reviewer == name]
+    if not mine:
         return None
-    return store.add_decision(dataset_id, live[-1].example_index, "undo",
-                              reviewer=reviewer.strip() or "reviewer", undoes=live[-1].id)
+    target = mine[-1]
+    entry = store.add_decision(dataset_id, target.example_index, "undo", reviewer=name,
+                               undoes=target.id)
+    logger.info("review: %s undid their %s of example %d (%d -> %d)", name, target.action,
+                target.example_index, entry.old_label, entry.new_label)
+    return entry
 
 
 def _settings(store: Store, dataset_id: int) -> dict[str, Any]:

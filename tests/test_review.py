@@ -124,13 +124,71 @@ def test_undo(handmade):
     store, did = handmade
     decide(store, did, 0, "keep")
     decide(store, did, 1, "exclude")
-    u = undo_last(store, did, reviewer="carol")
-    assert u.action == "undo" and u.example_index == 1 and u.reviewer == "carol"
+    assert undo_last(store, did, reviewer="carol") is None  # carol decided nothing
+    u = undo_last(store, did)  # the default reviewer's newest decision
+    assert u.action == "undo" and u.example_index == 1 and u.reviewer == "reviewer"
     assert set(store.active_decisions(did)) == {0}
-    decide(store, did, 0, "undo")
+    decide(store, did, 0, "undo", reviewer="carol")  # per-example undo: explicit, anyone's
     assert store.active_decisions(did) == {}
     assert undo_last(store, did) is None
     assert [x.action for x in store.decisions(did)] == ["keep", "exclude", "undo", "undo"]
+
+
+def test_undo_last_is_per_reviewer_and_per_dataset(handmade, tmp_path):
+    """alice relabels, bob excludes: alice's undo cancels her relabel, never bob's exclude."""
+    store, did = handmade
+    other = import_dataset(store, _noisy_digits(40, rate=0.0, seed=1), seed=0)
+    original = store.get_dataset(did)[0].labels
+    relabel = decide(store, did, 0, "relabel", new_label=int((original[0] + 3) % 10), reviewer="alice")
+    decide(store, did, 1, "exclude", reviewer="bob")
+    decide(store, other, 2, "keep", reviewer="alice")  # alice's newest, but on another dataset
+    u = undo_last(store, did, reviewer="alice")
+    assert (u.example_index, u.undoes, u.reviewer) == (0, relabel.id, "alice")
+    active = store.active_decisions(did)
+    assert set(active) == {1} and active[1].reviewer == "bob"  # bob's exclude stays
+    assert store.effective_labels(did)[1][1]
+    assert undo_last(store, did, reviewer="alice") is None  # nothing of alice's left here
+    assert set(store.active_decisions(other)) == {2}  # the other dataset is untouched
+
+
+@pytest.mark.parametrize("bob_action", ["relabel", "keep", "exclude"])
+def test_undo_after_another_reviewer_decided_the_same_example(handmade, bob_action):
+    """alice's undo withdraws her decision; bob's later one stays in force with its label."""
+    store, did = handmade
+    original = int(store.get_dataset(did)[0].labels[0])
+    alice_label, bob_label = (original + 3) % 10, (original + 5) % 10
+    decide(store, did, 0, "relabel", new_label=alice_label, reviewer="alice")
+    bob = decide(store, did, 0, bob_action, reviewer="bob",
+                 new_label=bob_label if bob_action == "relabel" else None)
+    label_before = int(store.effective_labels(did)[0][0])
+    assert label_before == (bob_label if bob_action == "relabel" else alice_label)
+    u = undo_last(store, did, reviewer="alice")
+    assert u is not None and u.example_index == 0
+    assert store.active_decisions(did)[0].id == bob.id  # bob's decision is still in force
+    labels, excluded = store.effective_labels(did)
+    assert int(labels[0]) == label_before and excluded[0] == (bob_action == "exclude")
+    assert (u.old_label, u.new_label) == (label_before, label_before)  # the log says: no change
+    assert undo_last(store, did, reviewer="alice") is None  # and it goes no further back
+    # bob withdrawing his decision now falls back past alice's withdrawn one
+    b = undo_last(store, did, reviewer="bob")
+    assert (b.old_label, b.new_label) == (label_before, original)
+    assert int(store.effective_labels(did)[0][0]) == original
+
+
+def test_undo_entry_records_the_label_it_restores(handmade):
+    store, did = handmade
+    original = int(store.get_dataset(did)[0].labels[4])
+    first, second = (original + 1) % 10, (original + 2) % 10
+    decide(store, did, 4, "relabel", new_label=first, reviewer="alice")
+    decide(store, did, 4, "relabel", new_label=second, reviewer="alice")
+    u1 = undo_last(store, did, reviewer="alice")
+    assert (u1.old_label, u1.new_label) == (second, first)
+    assert int(store.effective_labels(did)[0][4]) == u1.new_label
+    u2 = decide(store, did, 4, "undo", reviewer="alice")
+    assert (u2.old_label, u2.new_label) == (first, original)
+    assert int(store.effective_labels(did)[0][4]) == u2.new_label
+    logged = [(d.action, d.old_label, d.new_label) for d in store.decisions(did)]
+    assert logged[2:] == [("undo", second, first), ("undo", first, original)]  # as stored
 
 
 @pytest.mark.parametrize(

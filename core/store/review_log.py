@@ -31,9 +31,12 @@ class ReviewLogMixin:
     ) -> Decision:
         """Append one review decision; it is committed (durable) when this returns.
 
-        ``old_label`` is the example's effective label before this decision.
-        For ``relabel``/``accept`` give ``new_label``; ``keep`` and ``exclude``
-        keep the label; ``undo`` needs ``undoes`` (the id it cancels).
+        ``old_label`` is the example's effective label before this decision and
+        ``new_label`` the one after it. For ``relabel``/``accept`` give ``new_label``;
+        ``keep`` and ``exclude`` keep the label; ``undo`` needs ``undoes`` (the id it
+        cancels) and records the label it restores as ``new_label`` (the label of the
+        decision then in force, or the imported label), so the log alone tells what each
+        undo changed.
         """
         if action not in DECISION_ACTIONS:
             raise StoreError(f"Unknown review action {action!r}; expected one of {DECISION_ACTIONS}.")
@@ -43,7 +46,9 @@ class ReviewLogMixin:
             n_classes = len(json.loads(row["class_names"]))
             if not 0 <= int(example_index) < n:
                 raise StoreError(f"Example index {example_index} is out of range 0..{n - 1}.")
-            labels = self._effective_labels(conn, dataset_id)
+            base = self._stored_labels(row)
+            log_ = self._log(conn, dataset_id)
+            labels = self._apply(base, log_)
             old = int(labels[int(example_index)])
             if action in ("relabel", "accept"):
                 if new_label is None or not 0 <= int(new_label) < n_classes:
@@ -59,8 +64,14 @@ class ReviewLogMixin:
                     raise StoreError(f"Decision {undoes!r} does not exist or cannot be undone.")
                 if conn.execute("SELECT 1 FROM decisions WHERE undoes=?", (undoes,)).fetchone():
                     raise StoreError(f"Decision {undoes} was already undone.")
-                example_index = target["example_index"]
-                old = int(labels[int(example_index)])
+                example_index = int(target["example_index"])
+                # from-label -> restored label: the effective label before and after this undo
+                # (the same rule as effective_labels, so the log reads as what happened).
+                pending = Decision(id=0, dataset_id=dataset_id, example_index=example_index,
+                                   action="undo", old_label=old, new_label=old, reviewer=reviewer,
+                                   decided_at="", undoes=int(undoes))
+                old = int(labels[example_index])
+                new = int(self._apply(base, [*log_, pending])[example_index])
             now = utcnow()
             cur = conn.execute(
                 "INSERT INTO decisions(dataset_id, example_index, action, old_label, new_label,"
@@ -73,10 +84,7 @@ class ReviewLogMixin:
     def decisions(self, dataset_id: int) -> list[Decision]:
         """The whole review log of a dataset, oldest first (undo entries included)."""
         with self.connect() as conn:
-            rows = conn.execute(
-                "SELECT * FROM decisions WHERE dataset_id=? ORDER BY id", (dataset_id,)
-            ).fetchall()
-        return [self._decision(r) for r in rows]
+            return self._log(conn, dataset_id)
 
     @staticmethod
     def _decision(r: sqlite3.Row) -> Decision:
@@ -106,24 +114,40 @@ class ReviewLogMixin:
             active[d.example_index] = d
         return active
 
-    def _effective_labels(self, conn: sqlite3.Connection, dataset_id: int) -> np.ndarray:
-        row = self._dataset_row(conn, dataset_id)
+    def _stored_labels(self, row: sqlite3.Row) -> np.ndarray:
+        """The labels as imported, ``(N,)`` int64."""
         with np.load(self._file(row["data_file"]), allow_pickle=False) as z:
-            labels = z["labels"].astype(np.int64).copy()
+            return z["labels"].astype(np.int64).copy()
+
+    def _log(self, conn: sqlite3.Connection, dataset_id: int) -> list[Decision]:
         rows = conn.execute(
             "SELECT * FROM decisions WHERE dataset_id=? ORDER BY id", (dataset_id,)
         ).fetchall()
-        for idx, d in self._active([self._decision(r) for r in rows]).items():
-            labels[idx] = d.new_label
-        return labels
+        return [self._decision(r) for r in rows]
+
+    @classmethod
+    def _apply(cls, labels: np.ndarray, log_: list[Decision]) -> np.ndarray:
+        """``labels`` with the label of each example's decision in force set (a copy)."""
+        out = labels.copy()
+        for idx, d in cls._active(log_).items():
+            out[idx] = d.new_label
+        return out
+
+    def _effective_labels(self, conn: sqlite3.Connection, dataset_id: int) -> np.ndarray:
+        row = self._dataset_row(conn, dataset_id)
+        return self._apply(self._stored_labels(row), self._log(conn, dataset_id))
 
     def effective_labels(self, dataset_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """Labels with review decisions applied, and the ``(N,)`` mask of excluded examples."""
+        """Labels with review decisions applied, and the ``(N,)`` mask of excluded examples.
+
+        Both come from one read of the log, so they agree even while others are deciding.
+        """
         with self.connect() as conn:
-            labels = self._effective_labels(conn, dataset_id)
-            n = len(labels)
-        excluded = np.zeros(n, dtype=bool)
-        for idx, d in self.active_decisions(dataset_id).items():
+            row = self._dataset_row(conn, dataset_id)
+            log_ = self._log(conn, dataset_id)
+            labels = self._apply(self._stored_labels(row), log_)
+        excluded = np.zeros(len(labels), dtype=bool)
+        for idx, d in self._active(log_).items():
             if d.action == "exclude":
                 excluded[idx] = True
         return labels, excluded
