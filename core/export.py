@@ -24,8 +24,12 @@ for non-candidates), ``mislabel_score``, ``flagged``, ``decision`` (the review
 decision in force, empty if none), ``reviewer``, ``decided_at``; then ``split``,
 ``suggested_label`` and, in a ZIP, ``file`` (the PNG's path in the archive).
 
-Files are written to a temporary name in the target folder and renamed into
-place (``os.replace``) only when complete: a failure leaves nothing behind.
+Files are written to a temporary (in a hidden ``.hostcp-tmp`` folder beside the
+target, see :mod:`core.files`) and renamed into place (``os.replace``) only when
+complete: a failure leaves nothing behind, and temporaries left by an export that
+was killed are removed by the next one. A missing output folder is created (the
+folders made are removed again if the export fails). The file gets the usual
+permissions of a new file under the umask (``0644`` under umask 022).
 """
 
 from __future__ import annotations
@@ -169,6 +173,7 @@ def export_dataset(
         store: The project store.
         dataset_id: The dataset.
         out: Output file; an existing file is replaced only once the new one is complete.
+            Missing folders above it are created (and removed again if the export fails).
         what: ``"subset"`` (the run's chosen examples) or ``"kept"`` (all not excluded).
         fmt: ``"zip"`` (images only), ``"csv"`` or ``"parquet"``; ``None``: from ``out``'s
             extension.
@@ -205,7 +210,9 @@ def export_dataset(
     if len(rows) == 0:
         raise ExportError(f"Nothing to export: the {what} is empty.")
     table = manifest.iloc[rows].drop(columns="excluded").reset_index(drop=True)
+    made: list[Path] = []
     try:
+        made = _make_folders(out.parent)
         if fmt == "zip":
             atomic_write(out, lambda fh: _write_zip(fh, dataset, rows, table))
         else:
@@ -218,10 +225,31 @@ def export_dataset(
             else:
                 atomic_write(out, lambda fh: table.to_parquet(fh, index=False))
     except OSError as e:
-        raise ExportError(f"Could not write {out}: {e}. Nothing was written; check the folder "
-                          "exists and is writable, and that the disk is not full.") from e
+        _remove_empty(made)
+        raise ExportError(f"Could not write {out}: {e}. Nothing was written; check that the folder "
+                          "can be written (missing folders are created) and that the disk is not "
+                          "full.") from e
+    except BaseException:
+        _remove_empty(made)
+        raise
     logger.info("export: %d examples (%s) to %s", len(rows), what, out)
     return out
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; returns those created, deepest first."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders an export created, deepest first, if they are still empty."""
+    for f in folders:
+        try:
+            f.rmdir()
+        except OSError:  # not empty (someone else wrote there) or already gone
+            return
 
 
 def _write_zip(fh: BinaryIO, dataset: Dataset, rows: np.ndarray, table: pd.DataFrame) -> None:

@@ -27,7 +27,7 @@ import os
 import threading
 import traceback
 
-__all__ = ["ENGINE_N_JOBS", "fork_count"]
+__all__ = ["ENGINE_N_JOBS", "fork_count", "pid_alive"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,27 @@ def fork_count() -> int:
     """
     with _lock:
         return _forks
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id runs on this machine (it may be another one, reused).
+
+    ``True`` when in doubt: where a PID cannot be probed without harm (Windows, whose
+    ``os.kill`` terminates), or when it runs as another user.
+    """
+    if pid is None:
+        return False
+    if int(pid) == os.getpid() or os.name != "posix":
+        return True
+    if int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it runs, as another user
+        return True
+    return True
 
 
 if hasattr(os, "register_at_fork"):

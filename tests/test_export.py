@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +22,7 @@ from core.data import load_dataset
 from core.data.dataset import Dataset
 from core.errors import ExportError
 from core.export import MANIFEST_COLUMNS, build_manifest, export_dataset, load_export
+from core.files import TEMP_FOLDER
 from core.pipeline import import_dataset
 from core.store import Store
 
@@ -209,3 +216,98 @@ def test_loader_knows_every_provenance_column():
     from core.export import EXTRA_COLUMNS, MANIFEST_COLUMNS
 
     assert set(EXPORT_ONLY_COLUMNS) == set(MANIFEST_COLUMNS + EXTRA_COLUMNS) - {"id", "label"}
+
+
+#: A child process that exports, hangs after a few images, and is then killed with SIGKILL.
+_KILLED_EXPORT = textwrap.dedent("""
+    import sys, time
+    import core.export as ex
+    from core.store import Store
+
+    real, calls = ex._png, [0]
+
+    def hang_on_the_fifth(image):
+        calls[0] += 1
+        if calls[0] == 5:
+            print("writing", flush=True)
+            time.sleep(120)
+        return real(image)
+
+    ex._png = hang_on_the_fifth
+    ex.export_dataset(Store(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+""")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL and PID probes are POSIX")
+def test_a_killed_export_leaves_nothing_after_the_next_export(images_project, tmp_path):
+    store, did = images_project
+    folder = tmp_path / "exports"
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_EXPORT, str(store.path), str(did), str(folder / "subset.zip")],
+        cwd=root, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        assert child.stdout.readline().strip() == "writing"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+        child.stdout.close()
+    # the user's folder shows no half-written file; the temporary is in the hidden folder
+    assert [p.name for p in folder.iterdir()] == [TEMP_FOLDER]
+    assert len(list((folder / TEMP_FOLDER).iterdir())) == 1
+    export_dataset(store, did, folder / "kept.csv", what="kept")  # the next export, another file
+    assert sorted(p.name for p in folder.iterdir()) == ["kept.csv"]  # the stale temporary is gone
+
+
+@pytest.fixture()
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("name", ["subset.zip", "subset.csv", "subset.parquet"])
+def test_exports_honour_the_umask(images_project, tmp_path, umask_022, name):
+    store, did = images_project
+    out = export_dataset(store, did, tmp_path / name)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_export_creates_a_missing_folder(images_project, tmp_path, umask_022):
+    store, did = images_project
+    out = export_dataset(store, did, tmp_path / "new" / "deeper" / "kept.csv", what="kept")
+    assert out.is_file() and oct(out.parent.stat().st_mode & 0o777) == oct(0o755)
+
+
+def test_a_failed_export_removes_the_folders_it_made(images_project, tmp_path, monkeypatch):
+    store, did = images_project
+
+    def full_disk(image):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export_mod, "_png", full_disk)
+    with pytest.raises(ExportError, match="missing folders are created") as err:
+        export_dataset(store, did, tmp_path / "new" / "deeper" / "subset.zip")
+    assert "check the folder exists" not in str(err.value)
+    assert not (tmp_path / "new").exists()  # the folders it made are gone again
+
+
+def test_export_below_a_file_is_one_clear_error(images_project, tmp_path):
+    store, did = images_project
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(ExportError, match="Could not write"):
+        export_dataset(store, did, tmp_path / "taken" / "kept.csv", what="kept")
+
+
+def test_cli_export_creates_the_folder_with_umask_permissions(tmp_path, umask_022, capsys):
+    from core.cli import main
+
+    project = tmp_path / "project"
+    project.mkdir()
+    did = _prefill(Store(project / "hostcp.sqlite"), _table())
+    out = tmp_path / "not" / "yet" / "kept.csv"
+    assert main(["export", str(project), "--out", str(out), "--what", "kept", "--dataset", str(did)]) == 0
+    assert out.is_file() and oct(out.stat().st_mode & 0o777) == oct(0o644)
+    assert f"wrote {out}" in capsys.readouterr().out

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.processes import pid_alive
+
 __all__ = [
     "DatasetInfo",
     "RunRecord",
@@ -109,21 +111,6 @@ class JobRecord:
     def finished(self) -> bool:
         """True once the job is done, failed or cancelled."""
         return self.status in ("done", "failed", "cancelled")
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id still runs on this machine (possibly another one, reused)."""
-    if pid is None:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _boot_id() -> str:
