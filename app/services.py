@@ -13,6 +13,7 @@ Job functions built here run in worker threads and never call ``st``.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.markup import md
 from core.errors import HostcpError
 from core.export import export_dataset
 from core.jobs import JobRunner
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_DEMO",
     "MAX_UPLOAD_MB",
     "UMAP_KEY",
+    "UNEXPECTED_ERROR",
     "active_job",
     "current_dataset_id",
     "engine_errors",
@@ -56,6 +59,10 @@ DEFAULT_DEMO = "digits-noisy"
 MAX_UPLOAD_MB = 200
 #: Key of the cached UMAP layout written by :func:`core.pipeline.compute_umap` with defaults.
 UMAP_KEY = "auto|0"
+#: Shown (after what was being done) for an error that is a bug; the traceback is in the server log.
+UNEXPECTED_ERROR = "an unexpected error happened; the details are in the server log."
+
+_log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------- resources
@@ -206,19 +213,27 @@ def active_job(dataset_id: int, kind: str) -> JobRecord | None:
 # -------------------------------------------------------------------- errors
 @contextmanager
 def engine_errors(what: str = "") -> Iterator[None]:
-    """Show engine errors as ``st.error`` instead of a traceback.
+    """Show the errors a user can fix as ``st.error``; log any other one with its traceback.
 
-    :class:`HostcpError` (bad input or settings) shows its own message; any
-    other exception shows its type and message. Streamlit's rerun/stop
-    signals are ``BaseException`` and pass through.
+    :class:`HostcpError` (bad input or settings) shows its own message, which
+    says what to fix. Any other exception is a bug: a user cannot act on its
+    message and it may hold internals, so it is logged with its traceback
+    (``logging.exception``) and the page shows only :data:`UNEXPECTED_ERROR`
+    (the page tests fail on that text). Streamlit's rerun/stop signals are
+    ``BaseException`` and pass through. Messages and ``what`` may carry
+    dataset strings (file, column, class names), so they are shown escaped.
+
+    Args:
+        what: What the block does (``"Importing data.csv"``), put before the message.
     """
-    prefix = f"{what}: " if what else ""
+    prefix = f"{md(what)}: " if what else ""
     try:
         yield
     except HostcpError as e:
-        st.error(f"{prefix}{e}")
-    except Exception as e:  # an engine bug: a short message, not a traceback
-        st.error(f"{prefix}unexpected {type(e).__name__}: {e}")
+        st.error(f"{prefix}{md(e)}")
+    except Exception:  # a bug, not bad input: the traceback goes to the server log, not to the user
+        _log.exception("Unexpected error in the app%s", f" ({what})" if what else "")
+        st.error(f"{prefix}{UNEXPECTED_ERROR}" if what else UNEXPECTED_ERROR.capitalize())
 
 
 def parse_config(text: str) -> dict:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import services
 from app.components.thumbs import thumbnail_grid
+from app.markup import chart_text, md
 
 st.title("Data")
 st.caption("Bring a labelled dataset into the project, or start from a built-in demo.")
@@ -38,13 +39,13 @@ with upload_tab:
                 from core.data import load_dataset
                 from core.pipeline import import_dataset
 
-                with st.spinner(f"Reading {uploaded.name}..."):
+                with st.spinner(f"Reading {md(uploaded.name)}..."):
                     dataset = load_dataset(
                         (uploaded.name, uploaded.getvalue()), label_column=label_column.strip() or "label"
                     )
                     did = import_dataset(store, dataset, seed=0)
                 services.set_current_dataset(did)
-                st.session_state["_flash"] = f"Imported {dataset.name}: {dataset.n} examples."
+                st.session_state["_flash"] = f"Imported {md(dataset.name)}: {dataset.n} examples."
                 st.rerun()
 
 with demo_tab:
@@ -85,8 +86,8 @@ with services.engine_errors("Reading the dataset"):
     dataset, split = services.get_dataset(did)
     summary = summarize(dataset)
 
-    st.subheader(f"#{did} {info.name}")
-    st.caption(f"Origin: {info.origin}")
+    st.subheader(f"#{did} {md(info.name)}")
+    st.caption(f"Origin: {md(info.origin)}")
     c = st.columns(7)
     c[0].metric("Examples", f"{summary.n_examples:,}")
     c[1].metric("Classes", summary.n_classes)
@@ -104,13 +105,15 @@ with services.engine_errors("Reading the dataset"):
         help="Share of labels known to be wrong (demos keep the true labels).",
     )
     for problem in summary.problems:
-        st.warning(problem)
+        st.warning(md(problem))  # names classes and ids
 
     left, right = st.columns([2, 3])
     with left:
         st.markdown("**Class balance**")
         counts = pd.Series(summary.class_counts)
-        fig = go.Figure(go.Bar(x=[str(k) for k in counts.index], y=counts.to_numpy(), marker_color="#9ecae1"))
+        fig = go.Figure(
+            go.Bar(x=[chart_text(k) for k in counts.index], y=counts.to_numpy(), marker_color="#9ecae1")
+        )
         fig.update_layout(
             height=300,
             margin={"l": 10, "r": 10, "t": 10, "b": 10},

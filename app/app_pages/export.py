@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import services
+from app.markup import md
 from core import export
 from core.valuation import available_methods
 
@@ -62,7 +63,7 @@ with services.engine_errors("Exporting"):
         data, name = services.export_bytes(did, run_id=run_id, what=what, fmt=fmt)
         mime = {"zip": "application/zip", "csv": "text/csv", "parquet": "application/octet-stream"}[fmt]
         st.download_button(
-            f"Download {name} ({len(data) / 1024:,.0f} KiB)",
+            f"Download {md(name)} ({len(data) / 1024:,.0f} KiB)",  # named after the dataset
             data,
             file_name=name,
             mime=mime,

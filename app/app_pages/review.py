@@ -9,6 +9,7 @@ import streamlit as st
 from app import services
 from app.components.jobs import job_panel
 from app.components.thumbs import display_image, example_view, thumbnail_grid
+from app.markup import code, md
 from core import review
 
 st.title("Review")
@@ -120,12 +121,12 @@ with services.engine_errors("Loading the review queue"):
     def _decide(action: str, new_label: int | None = None) -> None:
         decision = review.decide(store, did, current, action, new_label=new_label, reviewer=reviewer)
         verb = {
-            "relabel": f"relabelled as {names[decision.new_label]}",
-            "accept": f"relabelled as {names[decision.new_label]} (suggestion)",
+            "relabel": f"relabelled as {md(names[decision.new_label])}",
+            "accept": f"relabelled as {md(names[decision.new_label])} (suggestion)",
             "keep": "kept with its label",
             "exclude": "excluded",
         }[action]
-        st.session_state["_review_flash"] = f"{row['id']}: {verb}."
+        st.session_state["_review_flash"] = f"{md(row['id'])}: {verb}."
         st.session_state["review_current"] = _next_after(current)
         st.rerun()
 
@@ -153,7 +154,7 @@ with services.engine_errors("Loading the review queue"):
         st.stop()
 
     st.markdown(
-        f"**Example {pos + 1} of {len(order)}** · `{row['id']}`"
+        f"**Example {pos + 1} of {len(order)}** · {code(row['id'])}"
         + (" · in the chosen subset" if row["in_subset"] else "")
     )
     left, right = st.columns([1, 2])
@@ -161,15 +162,15 @@ with services.engine_errors("Loading the review queue"):
         example_view(dataset, current, side=220)
     with right:
         k = st.columns(3)
-        k[0].metric("Given label", row["label_name"])
-        k[1].metric(f"Suggested ({row['suggested_confidence']:.0%} confident)", row["suggested_name"])
+        k[0].metric("Given label", md(row["label_name"]))
+        k[1].metric(f"Suggested ({row['suggested_confidence']:.0%} confident)", md(row["suggested_name"]))
         k[2].metric("Mislabel score", f"{row['score']:.2f}")
         if isinstance(row["decision"], str) and row["decision"]:
-            st.info(f"Decision in force: **{row['decision']}** (a new decision replaces it).")
+            st.info(f"Decision in force: **{md(row['decision'])}** (a new decision replaces it).")
         b = st.columns(3)
         suggested = int(row["suggested_label"])
         if b[0].button(
-            f"Accept suggestion: {row['suggested_name']}",
+            f"Accept suggestion: {md(row['suggested_name'])}",
             type="primary",
             key="accept",
             shortcut="A",
@@ -216,7 +217,7 @@ with services.engine_errors("Loading the review queue"):
         for col, item in zip(cols, nb.itertuples(), strict=False):
             col.image(
                 display_image(dataset.images[item.example_index], side=80),
-                caption=f"{item.label_name} · d={item.distance:.2f}",
+                caption=f"{md(item.label_name)} · d={item.distance:.2f}",
             )
     else:
         feats = pd.DataFrame(

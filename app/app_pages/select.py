@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import services
 from app.components.jobs import job_panel
+from app.markup import chart_text
 from core.evaluate import DEFAULT_BUDGETS, parse_budgets
 from core.valuation import available_methods
 
@@ -187,7 +188,7 @@ with services.engine_errors("Showing the run"):
                     )
                     st.rerun()
         else:
-            hover = services.hover_table(dataset, labels, run.value, mis)
+            hover = services.hover_table(dataset, labels, run.value, mis).map(chart_text)  # ids, class names
             fig = map_figure(layout, selected=chosen, flagged=flagged, candidate=candidate, hover=hover)
             st.plotly_chart(fig, key="selection_map")
             st.caption(
@@ -256,7 +257,7 @@ with services.engine_errors("Showing the run"):
         names = np.asarray(dataset.class_names, dtype=object)
         per_class = pd.DataFrame(
             {
-                "class": names,
+                "class": [chart_text(c) for c in names],  # tick labels of the chart below
                 "chosen": np.bincount(labels[chosen], minlength=len(names)),
                 "candidates": np.bincount(labels[candidate], minlength=len(names)),
             }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import services
+from app.markup import md
 from core.jobs import STALL_AFTER_S, seconds_without_progress
 
 __all__ = ["job_panel"]
@@ -62,7 +63,7 @@ def job_panel(dataset_id: int, kind: str, *, title: str) -> bool:
         return True
     last = services.latest_job(dataset_id, kind)
     if last is not None and last.status == "failed":
-        st.error(f"{title} failed: {last.error}")
+        st.error(f"{title} failed: {md(last.error)}")  # may name files, columns, classes
     elif last is not None and last.status == "cancelled":
         st.info(f"{title} was cancelled; nothing of it was kept except finished results.")
     return False

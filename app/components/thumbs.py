@@ -9,6 +9,8 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from app.markup import md
+
 __all__ = ["display_image", "thumbnail_grid", "example_view"]
 
 
@@ -28,19 +30,19 @@ def display_image(image: np.ndarray, *, side: int = 96) -> np.ndarray:
 def thumbnail_grid(
     images: Sequence[np.ndarray], captions: Sequence[str], *, columns: int = 8, side: int = 72
 ) -> None:
-    """Images in rows of ``columns``, each with its caption."""
+    """Images in rows of ``columns``, each with its caption shown as plain text (escaped Markdown)."""
     for start in range(0, len(images), columns):
         cols = st.columns(columns)
         for col, img, cap in zip(
             cols, images[start : start + columns], captions[start : start + columns], strict=False
         ):
-            col.image(display_image(img, side=side), caption=cap)
+            col.image(display_image(img, side=side), caption=md(cap))
 
 
 def example_view(dataset, index: int, *, side: int = 200) -> None:
-    """One example: its image, or its feature row as a one-row table."""
+    """One example: its image captioned with its id, or its feature row as a one-row table."""
     if dataset.images is not None:
-        st.image(display_image(dataset.images[index], side=side), caption=str(dataset.ids[index]))
+        st.image(display_image(dataset.images[index], side=side), caption=md(dataset.ids[index]))
     else:
         row = pd.DataFrame(
             dataset.features[index : index + 1], columns=[f"x{j}" for j in range(dataset.features.shape[1])]

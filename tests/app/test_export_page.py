@@ -10,6 +10,8 @@ import pytest
 from app_helpers import open_page
 from streamlit.testing.v1 import AppTest
 
+from app.markup import md
+
 
 @pytest.fixture()
 def downloads(monkeypatch) -> dict[str, bytes]:
@@ -33,7 +35,7 @@ def _downloaded(at: AppTest, downloads: dict[str, bytes]) -> bytes:
     button = at.get("download_button")
     assert button, "no download button"
     label = button[0].proto.label
-    name = next(n for n in downloads if n in label)
+    name = next(n for n in downloads if md(n) in label)  # the label shows the name escaped
     return downloads[name]
 
 
