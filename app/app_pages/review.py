@@ -65,11 +65,13 @@ with services.engine_errors("Loading the review queue"):
         )
         st.rerun()
     if top[2].button(
-        "Undo last", key="undo", shortcut="U", help="Cancel the newest decision that is still in force."
+        "Undo last", key="undo", shortcut="U",
+        help="Cancel your newest decision on this dataset; other reviewers' decisions are never undone.",
     ):
         undone = review.undo_last(store, did, reviewer=reviewer)
         st.session_state["_review_flash"] = (
-            "Undid the last decision." if undone is not None else "Nothing to undo."
+            f"Undid your last decision (example {undone.example_index})." if undone is not None
+            else "You have no decision to undo on this dataset."
         )
         st.rerun()
     if st.session_state.pop("_close_grid", False):
