@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.data.dataset import Dataset, make_split
+from core.data.dataset import Dataset, check_curatable, make_split
 from core.errors import ConfigError
 from core.evaluate import DEFAULT_BUDGETS
 from core.progress import NullReporter, Reporter, SubReporter
@@ -65,7 +65,13 @@ def import_dataset(
     val_fraction: float = 0.15,
     test_fraction: float = 0.2,
 ) -> int:
-    """Split ``dataset`` (stratified, seeded) and store it; returns the dataset id."""
+    """Split ``dataset`` (stratified, seeded) and store it; returns the dataset id.
+
+    Raises:
+        DataError: Classes too small for the split or the detector, or too many classes
+            (:func:`~core.data.dataset.check_curatable`), before anything is stored.
+    """
+    check_curatable(dataset, val_fraction=val_fraction, test_fraction=test_fraction)
     split = make_split(dataset.labels, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     return store.add_dataset(dataset, split)
 

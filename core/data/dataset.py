@@ -9,7 +9,27 @@ import numpy as np
 
 from core.errors import ConfigError, DataError
 
-__all__ = ["Dataset", "Split", "make_split"]
+__all__ = [
+    "DEFAULT_TEST_FRACTION",
+    "DEFAULT_VAL_FRACTION",
+    "MAX_PROBABILITY_CELLS",
+    "MIN_CLASS_EXAMPLES",
+    "Dataset",
+    "Split",
+    "check_curatable",
+    "make_split",
+]
+
+DEFAULT_VAL_FRACTION = 0.15  # share of each class held out for validation (the app's split)
+DEFAULT_TEST_FRACTION = 0.2  # share of each class held out to test subset value
+
+#: Fewest examples a class needs: the mislabel detector scores each example with a model trained
+#: on other examples, and a class's only example would be judged by a model that never saw the class.
+MIN_CLASS_EXAMPLES = 2
+#: Largest examples x classes: the detector holds several (N, C) float64 probability matrices, each
+#: 80 MB at this bound (ImageNet's 1000 classes fit with 10,000 examples, CIFAR-100 whole).
+MAX_PROBABILITY_CELLS = 10_000_000
+_SHOW = 10  # classes named in one message
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,7 +119,7 @@ class Dataset:
             h = hashlib.sha256()
             data = self.images if self.images is not None else self.features
             h.update(str(data.dtype).encode() + str(data.shape).encode())
-            h.update(np.ascontiguousarray(data).tobytes())
+            h.update(np.ascontiguousarray(data))  # the buffer itself: no copy of a GB-sized stack
             h.update("\x00".join(self.ids.astype(str)).encode())
             self._hash.append(h.hexdigest()[:24])
         return self._hash[0]
@@ -124,7 +144,11 @@ class Split:
 
 
 def make_split(
-    labels: np.ndarray, *, val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0
+    labels: np.ndarray,
+    *,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    seed: int = 0,
 ) -> Split:
     """Split indices per class so each part keeps the class balance.
 
@@ -137,29 +161,14 @@ def make_split(
         test_fraction: Share of each class held out for the final test of subset value.
         seed: Seed of the shuffle; the same seed gives the same split.
     """
-    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
-        raise ConfigError(
-            f"val_fraction and test_fraction must be in [0, 1); got {val_fraction}, {test_fraction}."
-        )
-    if val_fraction + test_fraction >= 0.9:
-        raise ConfigError(
-            "val_fraction + test_fraction must leave at least 10% for training; "
-            f"got {val_fraction + test_fraction:.2f}."
-        )
+    _check_fractions(val_fraction, test_fraction)
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     train, val, test = [], [], []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)
-        n_c = len(idx)
-        n_test = int(round(n_c * test_fraction))
-        n_val = int(round(n_c * val_fraction))
-        while n_test + n_val >= n_c and (n_test or n_val):
-            if n_test >= n_val and n_test:
-                n_test -= 1
-            else:
-                n_val -= 1
+        n_test, n_val = _split_counts(len(idx), val_fraction, test_fraction)
         test.append(idx[:n_test])
         val.append(idx[n_test : n_test + n_val])
         train.append(idx[n_test + n_val :])
@@ -169,3 +178,90 @@ def make_split(
         test=np.sort(np.concatenate(test)).astype(np.int64),
         seed=int(seed),
     )
+
+
+def check_curatable(
+    dataset: Dataset, *, val_fraction: float | None = None, test_fraction: float = 0.0
+) -> None:
+    """Raise a one-line DataError, before any work, if selection and mislabel review cannot run.
+
+    Checks that every class present has at least :data:`MIN_CLASS_EXAMPLES`
+    examples (naming the first few that do not), that examples x classes stays
+    within :data:`MAX_PROBABILITY_CELLS`, and, when ``val_fraction`` is given, that
+    :func:`make_split` with these fractions leaves a validation example.
+    Without it a dataset of 10,000 one-example classes failed deep in scikit-learn
+    with a traceback, and one of two-example classes ran for minutes and took GBs
+    before finding its validation split empty.
+
+    Args:
+        dataset: The dataset about to be split and stored.
+        val_fraction: The validation share the split will use; ``None`` when the
+            validation examples come from elsewhere (``hostcp select --val``).
+        test_fraction: The test share the split will use.
+
+    Raises:
+        TypeError: ``dataset`` is not a :class:`Dataset`.
+        ConfigError: The fractions are out of range (as :func:`make_split` says).
+        DataError: What is too small or too large, and how to fix it.
+    """
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"check_curatable expects a Dataset; got {type(dataset).__name__}.")
+    counts = np.bincount(dataset.labels, minlength=dataset.n_classes)
+    small = [
+        f"{dataset.class_names[c]!r} ({counts[c]})"
+        for c in np.flatnonzero(counts)
+        if counts[c] < MIN_CLASS_EXAMPLES
+    ]
+    if small:
+        more = f" and {len(small) - _SHOW} more" if len(small) > _SHOW else ""
+        raise DataError(
+            f"{dataset.name}: {len(small)} of {np.count_nonzero(counts)} classes have fewer than "
+            f"{MIN_CLASS_EXAMPLES} examples: {', '.join(small[:_SHOW])}{more}. Mislabel detection "
+            f"scores each example with a model trained on other examples of its class; add examples "
+            "to these classes, merge them into others, or drop their rows."
+        )
+    cells = dataset.n * dataset.n_classes
+    if cells > MAX_PROBABILITY_CELLS:
+        raise DataError(
+            f"{dataset.name}: {dataset.n:,} examples x {dataset.n_classes:,} classes = {cells:,} class "
+            f"probabilities, over the limit of {MAX_PROBABILITY_CELLS:,} (mislabel detection holds "
+            "several examples x classes matrices). Merge classes, or curate the data in parts."
+        )
+    if val_fraction is None:
+        return
+    _check_fractions(val_fraction, test_fraction)
+    n_val = sum(_split_counts(int(k), val_fraction, test_fraction)[1] for k in counts if k)
+    if n_val == 0:
+        need = next((k for k in range(2, 10_001) if _split_counts(k, val_fraction, test_fraction)[1]), None)
+        size = f"a class needs at least {need} examples to give one" if need else "no class size gives one"
+        raise DataError(
+            f"{dataset.name}: the validation split would be empty: with val_fraction={val_fraction:g} and "
+            f"test_fraction={test_fraction:g} {size}, and the largest class has {counts.max()}. Add "
+            "examples, raise the validation fraction (hostcp select --val-fraction), or give a "
+            "validation file (hostcp select --val)."
+        )
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Raise a ConfigError unless both shares are in [0, 1) and leave 10% for training."""
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
+        raise ConfigError(
+            f"val_fraction and test_fraction must be in [0, 1); got {val_fraction}, {test_fraction}."
+        )
+    if val_fraction + test_fraction >= 0.9:
+        raise ConfigError(
+            "val_fraction + test_fraction must leave at least 10% for training; "
+            f"got {val_fraction + test_fraction:.2f}."
+        )
+
+
+def _split_counts(n_c: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """Test and validation examples :func:`make_split` takes from a class of ``n_c`` (one stays in train)."""
+    n_test = int(round(n_c * test_fraction))
+    n_val = int(round(n_c * val_fraction))
+    while n_test + n_val >= n_c and (n_test or n_val):
+        if n_test >= n_val and n_test:
+            n_test -= 1
+        else:
+            n_val -= 1
+    return n_test, n_val

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path, PurePath
 
-from core.data.archive import (
-    LoadLimits,
-    load_image_folder_zip,
-)
+from core.data.archive import load_image_folder_zip
 from core.data.dataset import Dataset
+from core.data.limits import LoadLimits
+from core.data.npz import from_npz
 from core.data.sources import Source, check_path, describe, read_bytes
-from core.data.tables import EXPORT_ONLY_COLUMNS, from_frame, from_npz, read_table
+from core.data.tables import EXPORT_ONLY_COLUMNS, from_frame, read_table
 from core.errors import ConfigError, DataError
 
 __all__ = ["SUPPORTED_EXTENSIONS", "EXPORT_ONLY_COLUMNS", "LoadLimits", "Source", "load_dataset"]
@@ -88,7 +87,7 @@ def load_dataset(
         )
     if ext == ".npz":
         return from_npz(data, filename=filename, name=name, limits=limits)
-    frame = read_table(data, filename=filename, ext=ext)
+    frame = read_table(data, filename=filename, ext=ext, limits=limits)
     return from_frame(
         frame,
         filename=filename,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePath
 
-from core.data.archive import LoadLimits, check_upload_size
+from core.data.archive import check_upload_size
+from core.data.limits import LoadLimits
 from core.errors import DataError
 
 __all__ = ["Source", "describe", "read_bytes", "check_path"]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from core.data.dataset import Dataset
+from core.data.dataset import DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION, Dataset, check_curatable
+from core.errors import DataError
 
 __all__ = ["IMBALANCE_RATIO", "TINY_CLASS", "DatasetSummary", "summarize"]
 
 IMBALANCE_RATIO = 5.0  # largest / smallest class above this is reported as imbalance
 TINY_CLASS = 10  # classes with fewer examples are too small for a train/val/test split
+_CLASS_LINES = 30  # classes listed one per line in the text report; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -50,15 +53,17 @@ class DatasetSummary:
             shape = "x".join(str(s) for s in self.shape) + " images (H x W x C)"
         else:
             shape = f"{self.shape[0]} features"
-        width = max(len(c) for c in self.class_counts)
+        width = max(len(c) for c in list(self.class_counts)[:_CLASS_LINES])
         lines = [
             f"Dataset: {self.name} ({self.kind}, {self.n_examples} examples, {self.n_classes} classes)",
             f"Shape: {shape}",
             f"Origin: {self.origin}",
             "Classes:",
         ]
-        for cls, count in self.class_counts.items():
+        for cls, count in list(self.class_counts.items())[:_CLASS_LINES]:
             lines.append(f"  {cls:<{width}}  {count:>7}  ({count / self.n_examples:6.1%})")
+        if len(self.class_counts) > _CLASS_LINES:
+            lines.append(f"  ... and {len(self.class_counts) - _CLASS_LINES} more classes")
         if self.known_noise_rate is not None:
             lines.append(f"Known label noise: {self.known_noise_rate:.1%} of labels (true labels kept)")
         lines.append("Problems:" if self.problems else "Problems: none found")
@@ -69,10 +74,11 @@ class DatasetSummary:
 def summarize(dataset: Dataset) -> DatasetSummary:
     """Count examples and classes and look for problems that hurt selection.
 
-    Problems reported: empty classes, tiny classes (fewer than
-    :data:`TINY_CLASS`), class imbalance (ratio over :data:`IMBALANCE_RATIO`),
-    exact duplicate examples (and duplicates with conflicting labels), and
-    constant feature columns.
+    Problems reported: what stops curation (see
+    :func:`~core.data.dataset.check_curatable`, with the app's split fractions),
+    empty classes, tiny classes (fewer than :data:`TINY_CLASS`), class imbalance
+    (ratio over :data:`IMBALANCE_RATIO`), exact duplicate examples (and duplicates
+    with conflicting labels), and constant feature columns.
 
     Raises:
         TypeError: ``dataset`` is not a :class:`Dataset`.
@@ -81,6 +87,10 @@ def summarize(dataset: Dataset) -> DatasetSummary:
         raise TypeError(f"summarize expects a Dataset; got {type(dataset).__name__}.")
     counts = dataset.class_counts()
     problems: list[str] = []
+    try:
+        check_curatable(dataset, val_fraction=DEFAULT_VAL_FRACTION, test_fraction=DEFAULT_TEST_FRACTION)
+    except DataError as e:
+        problems.append(str(e))
     empty = [c for c, k in counts.items() if k == 0]
     if empty:
         problems.append(f"{len(empty)} classes have no examples: {_names(empty)}.")
@@ -135,8 +145,10 @@ def summarize(dataset: Dataset) -> DatasetSummary:
 def _duplicates(dataset: Dataset) -> tuple[int, int]:
     """Count examples identical to an earlier one, and duplicate groups with mixed labels."""
     data = dataset.images if dataset.images is not None else dataset.features
-    rows = np.ascontiguousarray(data.reshape(dataset.n, -1))
-    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    rows = data.reshape(dataset.n, -1)
+    # A 16-byte digest per row: sorting the rows themselves copied a GB-sized image stack.
+    digests = b"".join(hashlib.blake2b(np.ascontiguousarray(r), digest_size=16).digest() for r in rows)
+    keys = np.frombuffer(digests, dtype=np.dtype((np.void, 16)))
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     n_dup = int(dataset.n - len(counts))
     if not n_dup:

@@ -1,32 +1,43 @@
-"""Tables and arrays into datasets: CSV/Parquet feature tables (or image-path columns) and NPZ.
+"""Tables into datasets: CSV/Parquet feature tables (or image-path columns), and their checks.
 
-The ZIP-of-class-folders path lives in :mod:`core.data.archive`; :mod:`core.data.loaders`
-dispatches by file type. Every bad input raises a :class:`~core.errors.DataError`
-naming the file, the rows or columns, and the fix.
+The ZIP-of-class-folders path lives in :mod:`core.data.archive`, NPZ arrays in
+:mod:`core.data.npz` (which shares the label, id and feature checks here), and
+:mod:`core.data.loaders` dispatches by file type. Every bad input raises a
+:class:`~core.errors.DataError` naming the file, the rows or columns, and the fix.
 """
 
 from __future__ import annotations
 
+import csv
 import difflib
 import io
-import zipfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import PurePath
 
 import numpy as np
 import pandas as pd
 
-from core.data.archive import (
-    LoadLimits,
-    decode_images,
-    normalize_member,
-    open_archive,
-)
+from core.data.archive import normalize_member, open_archive
 from core.data.dataset import Dataset
+from core.data.images import decode_images
+from core.data.limits import LoadLimits, listing, one_line, quoted
 from core.data.sources import Source, describe, read_bytes
 from core.errors import ArchiveError, DataError
 
-__all__ = ["EXPORT_ONLY_COLUMNS", "read_table", "from_frame", "from_npz", "format_name"]
+__all__ = [
+    "EXPORT_ONLY_COLUMNS",
+    "check_two_classes",
+    "column_list",
+    "encode_labels",
+    "format_name",
+    "from_frame",
+    "ids_from_column",
+    "numeric_features",
+    "read_table",
+    "row_ref",
+    "row_sources",
+]
 
 _LABEL_GUESSES = ("label", "labels", "class", "classes", "target", "y", "category")
 _SHOW = 10  # rows or columns listed in one message
@@ -51,8 +62,12 @@ EXPORT_ONLY_COLUMNS = (
 )
 
 
-def read_table(data: bytes, *, filename: str, ext: str) -> pd.DataFrame:
-    """Parse CSV or Parquet bytes into a frame with string column names and at least one row."""
+def read_table(data: bytes, *, filename: str, ext: str, limits: LoadLimits = LoadLimits()) -> pd.DataFrame:
+    """Parse CSV or Parquet bytes into a frame with unique string column names and at least one row.
+
+    Duplicate column names are refused, read from the raw header: pandas would rename
+    a second ``label`` to ``label.1`` and make it a feature that leaks the label.
+    """
     if ext == ".csv":
         if not data.strip():
             raise DataError(f"{filename} is empty. Expected a header row and one row per example.")
@@ -61,26 +76,67 @@ def read_table(data: bytes, *, filename: str, ext: str) -> pd.DataFrame:
         except pd.errors.EmptyDataError as e:
             raise DataError(f"{filename} is empty: no header row was found.") from e
         except UnicodeDecodeError as e:
-            raise DataError(f"{filename} is not UTF-8 text ({e}). Save it as UTF-8 CSV.") from e
+            raise DataError(f"{filename} is not UTF-8 text ({one_line(e)}). Save it as UTF-8 CSV.") from e
         except (pd.errors.ParserError, ValueError) as e:
             raise DataError(
-                f"{filename} could not be parsed as CSV ({e}). Check the delimiter is a comma "
+                f"{filename} could not be parsed as CSV ({one_line(e)}). Check the delimiter is a comma "
                 "and every row has as many fields as the header."
             ) from e
+        _check_unique_columns(_csv_header(data), filename=filename)
     else:
+        _check_unique_columns(_parquet_columns(data), filename=filename)
         try:
             frame = pd.read_parquet(io.BytesIO(data))
         except Exception as e:  # pyarrow raises many types (ArrowInvalid, OSError, ...)
             raise DataError(
-                f"{filename} is not a readable Parquet file ({type(e).__name__}: {e}). "
+                f"{filename} is not a readable Parquet file ({type(e).__name__}: {one_line(e)}). "
                 "Write it again with pandas.DataFrame.to_parquet."
             ) from e
     frame.columns = [str(c) for c in frame.columns]
+    _check_unique_columns(list(frame.columns), filename=filename)
     if len(frame) == 0:
         raise DataError(
-            f"{filename} has columns {_cols(frame.columns)} but no data rows. Add one row per example."
+            f"{filename} has columns {column_list(frame.columns)} but no data rows. Add one row per example."
+        )
+    if frame.size > limits.max_feature_values:
+        raise ArchiveError(
+            f"{filename} holds {frame.size:,} values ({len(frame):,} rows x {frame.shape[1]:,} columns), "
+            f"over LoadLimits.max_feature_values ({limits.max_feature_values:,}). Load fewer rows or "
+            "columns, or raise the limit."
         )
     return frame
+
+
+def _csv_header(data: bytes) -> list[str]:
+    """The column names of a CSV's first non-blank record, as written (``[]`` if unreadable)."""
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+    try:
+        return next((row for row in csv.reader(text) if row), [])
+    except (UnicodeDecodeError, csv.Error):
+        return []  # pandas read it, so it is a header the csv module cannot; pandas' names stand
+
+
+def _parquet_columns(data: bytes) -> list[str]:
+    """The column names in a Parquet file's schema (``[]`` if it has none we can read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return [str(n) for n in pq.read_schema(io.BytesIO(data)).names]
+    except (pa.ArrowException, OSError, ValueError):
+        return []  # read_parquet below reports the file as unreadable
+
+
+def _check_unique_columns(names: list[str], *, filename: str) -> None:
+    """Raise a DataError naming every column name that appears more than once."""
+    counts = Counter(names)
+    dups = [f"{quoted(n)} ({k} times)" for n, k in counts.items() if k > 1]
+    if dups:
+        raise DataError(
+            f"{filename} has duplicate column names: {listing(dups, quote=False)}. Every column needs a "
+            "unique name (a second copy would be loaded as a feature, and a copied label leaks into the "
+            "features); rename or drop the copies."
+        )
 
 
 def from_frame(
@@ -97,24 +153,22 @@ def from_frame(
 ) -> Dataset:
     """Build a dataset from a table of features (or image paths) and labels."""
 
-    def rows(idx: np.ndarray) -> str:
-        return _rows(idx, line_offset)
-
+    rows = row_ref(line_offset)
     columns = list(frame.columns)
     if label_column not in columns:
         raise DataError(
-            f"{filename} has no label column {label_column!r}. Columns present: {_cols(columns)}. "
+            f"{filename} has no label column {label_column!r}. Columns present: {column_list(columns)}. "
             f"{_suggest_label(label_column, columns)}"
         )
-    labels, class_names = _encode_labels(frame[label_column], where=filename, rows=rows)
+    labels, class_names = encode_labels(frame[label_column], where=filename, rows=rows)
     has_id = "id" in columns and label_column != "id"
     if has_id:
-        ids = _ids_from_column(frame["id"], where=filename, rows=rows)
+        ids = ids_from_column(frame["id"], where=filename, rows=rows)
     if image_column is not None:
         if image_column not in columns:
             raise DataError(
                 f"{filename} has no image column {image_column!r}. Columns present: "
-                f"{_cols(columns)}. Pass the column that holds the image paths."
+                f"{column_list(columns)}. Pass the column that holds the image paths."
             )
         images, paths, note = _images_from_column(
             frame[image_column],
@@ -125,7 +179,7 @@ def from_frame(
             image_size=image_size,
         )
         if not has_id:
-            ids = _ids_from_column(pd.Series(paths), where=f"{filename} column {image_column!r}", rows=rows)
+            ids = ids_from_column(pd.Series(paths), where=f"{filename} column {image_column!r}", rows=rows)
         return Dataset(
             name=name,
             ids=ids,
@@ -141,10 +195,10 @@ def from_frame(
     if not feature_cols:
         raise DataError(
             f"{filename} has no feature columns besides the label{' and id' if has_id else ''} "
-            f"(columns: {_cols(columns)}). Add numeric feature columns, or pass image_column "
+            f"(columns: {column_list(columns)}). Add numeric feature columns, or pass image_column "
             "and images_zip if the table lists image files."
         )
-    features = _numeric_features(frame[feature_cols], where=filename, rows=rows)
+    features = numeric_features(frame[feature_cols], where=filename, rows=rows)
     if not has_id:
         ids = np.array([f"row {i + 1}" for i in range(len(frame))], dtype=str)
     return Dataset(
@@ -153,109 +207,12 @@ def from_frame(
         labels=labels,
         class_names=class_names,
         features=features,
-        sources=_row_sources(filename, len(frame)),
+        sources=row_sources(filename, len(frame)),
         origin=(
             f"{format_name(filename)}:{filename} (label_column={label_column!r}, "
             f"{len(feature_cols)} feature columns)"
         ),
     )
-
-
-def from_npz(data: bytes, *, filename: str, name: str, limits: LoadLimits) -> Dataset:
-    """Build a dataset from an NPZ holding ``X`` and ``y`` (optionally ``ids``, ``class_names``)."""
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise DataError(
-            f"{filename} is not a valid NPZ file (an NPZ is a ZIP of .npy arrays). "
-            "Save it with np.savez(path, X=X, y=y)."
-        )
-    open_archive(data, where=filename, limits=limits)  # size, ratio, paths: before np.load
-    try:
-        npz = np.load(io.BytesIO(data), allow_pickle=False)
-        arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(
-            f"{filename} could not be read as NPZ ({e}). Save plain numeric or string arrays "
-            "with np.savez(path, X=X, y=y) (object arrays are refused)."
-        ) from e
-    missing = [k for k in ("X", "y") if k not in arrays]
-    if missing:
-        raise DataError(
-            f"{filename} lacks array(s) {', '.join(map(repr, missing))}; arrays present: "
-            f"{_cols(list(arrays))}. Save with np.savez(path, X=features_or_images, y=labels)."
-        )
-    x, y = arrays["X"], arrays["y"]
-    if y.ndim != 1:
-        raise DataError(
-            f"{filename}: y must be 1-D (one label per example); got shape {y.shape}. "
-            "For one-hot labels save y.argmax(axis=1)."
-        )
-    if x.ndim == 0 or len(x) != len(y):
-        raise DataError(
-            f"{filename}: X has {len(x) if x.ndim else 0} rows but y has {len(y)} labels. "
-            "Every example needs exactly one label: save X and y with the same first dimension."
-        )
-    if len(y) == 0:
-        raise DataError(f"{filename}: X and y are empty; save at least two classes of examples.")
-
-    def rows(idx: np.ndarray) -> str:
-        return _rows(idx, None)
-
-    if "class_names" in arrays and np.issubdtype(y.dtype, np.integer):
-        names = [str(c) for c in arrays["class_names"].ravel()]
-        if y.min() < 0 or y.max() >= len(names):
-            raise DataError(
-                f"{filename}: y holds class indices {int(y.min())}..{int(y.max())} but class_names "
-                f"has {len(names)} entries. Make y index into class_names."
-            )
-        labels, class_names = y.astype(np.int64), tuple(names)
-        _check_two_classes(labels, class_names, where=filename)
-    else:
-        labels, class_names = _encode_labels(pd.Series(y), where=filename, rows=rows)
-    if "ids" in arrays:
-        ids = _ids_from_column(pd.Series(arrays["ids"].ravel()), where=f"{filename} ids", rows=rows)
-        if len(ids) != len(y):
-            raise DataError(f"{filename}: ids has {len(ids)} entries but y has {len(y)}.")
-    else:
-        ids = np.array([f"row {i + 1}" for i in range(len(y))], dtype=str)
-    sources = _row_sources(filename, len(y))
-    common = dict(name=name, ids=ids, labels=labels, class_names=class_names, sources=sources)
-    if x.ndim == 2:
-        frame = pd.DataFrame(x, columns=[f"X[:, {j}]" for j in range(x.shape[1])])
-        features = _numeric_features(frame, where=filename, rows=rows)
-        return Dataset(**common, features=features, origin=f"npz:{filename} (features {x.shape})")
-    images, note = _npz_images(x, filename=filename, limits=limits)
-    return Dataset(**common, images=images, origin=f"npz:{filename} (images {note})")
-
-
-def _npz_images(x: np.ndarray, *, filename: str, limits: LoadLimits) -> tuple[np.ndarray, str]:
-    """Check an NPZ image stack and return it as ``(N, H, W, C)`` uint8."""
-    note = ""
-    if x.ndim == 3:
-        x = x[..., None]
-    elif x.ndim == 4 and x.shape[-1] not in (1, 3) and x.shape[1] in (1, 3):
-        x, note = np.moveaxis(x, 1, -1), ", channels moved last"
-    elif x.ndim != 4:
-        raise DataError(
-            f"{filename}: X has shape {x.shape}. Expected (N, D) features, (N, H, W) grey images "
-            "or (N, H, W, C) images with C = 1 or 3."
-        )
-    if x.shape[-1] not in (1, 3):
-        raise DataError(
-            f"{filename}: images have {x.shape[-1]} channels (shape {x.shape}); expected 1 (grey) "
-            "or 3 (RGB). Drop an alpha channel with X[..., :3]."
-        )
-    if x.dtype != np.uint8:
-        hint = "(X * 255).round().astype(np.uint8)" if x.dtype.kind == "f" else "X.astype(np.uint8)"
-        raise DataError(
-            f"{filename}: image arrays must be uint8 (0..255); X is {x.dtype} with shape {x.shape}. "
-            f"Convert before saving, for example {hint} for values in [0, 1]."
-        )
-    if x.size > limits.max_total_pixels:
-        raise ArchiveError(
-            f"{filename}: {x.size} pixel values exceed LoadLimits.max_total_pixels "
-            f"({limits.max_total_pixels}); save fewer or smaller images."
-        )
-    return np.ascontiguousarray(x), f"{x.shape[1]}x{x.shape[2]}x{x.shape[3]}{note}"
 
 
 def _images_from_column(
@@ -281,11 +238,11 @@ def _images_from_column(
     for i, raw in enumerate(column.astype(str)):
         path = normalize_member(raw.strip())
         if path is None:
-            escaping.append(f"row {i + 1}: {raw!r}")
+            escaping.append(f"row {i + 1}: {quoted(raw)}")
         elif path in archive.files or prefix + path in archive.files:
             paths.append(path if path in archive.files else prefix + path)
         else:
-            missing.append(f"row {i + 1}: {raw!r}")
+            missing.append(f"row {i + 1}: {quoted(raw)}")
     if escaping:
         raise ArchiveError(
             f"{where}: image paths escape the archive ({_head(escaping)}). Use paths relative "
@@ -301,7 +258,7 @@ def _images_from_column(
     return images, paths, f"{zip_name}, {note}"
 
 
-def _encode_labels(column: pd.Series, *, where: str, rows: RowRef) -> tuple[np.ndarray, tuple[str, ...]]:
+def encode_labels(column: pd.Series, *, where: str, rows: RowRef) -> tuple[np.ndarray, tuple[str, ...]]:
     """Map labels (strings or integers) to indices into their sorted unique values."""
     missing = np.flatnonzero(column.isna().to_numpy())
     if len(missing):
@@ -324,21 +281,21 @@ def _encode_labels(column: pd.Series, *, where: str, rows: RowRef) -> tuple[np.n
         uniq, labels = np.unique(column.astype(str).to_numpy(), return_inverse=True)
         names = tuple(str(u) for u in uniq)
     labels = labels.astype(np.int64).ravel()
-    _check_two_classes(labels, names, where=where)
+    check_two_classes(labels, names, where=where)
     return labels, names
 
 
-def _check_two_classes(labels: np.ndarray, names: tuple[str, ...], *, where: str) -> None:
+def check_two_classes(labels: np.ndarray, names: tuple[str, ...], *, where: str) -> None:
     """Raise a DataError naming the file when fewer than two classes are present."""
     present = np.unique(labels)
     if len(present) < 2:
         raise DataError(
-            f"{where}: every example has the same label ({names[int(present[0])]!r}). "
+            f"{where}: every example has the same label ({quoted(names[int(present[0])])}). "
             "Selection and mislabel detection need at least two classes; check the label column."
         )
 
 
-def _ids_from_column(column: pd.Series, *, where: str, rows: RowRef) -> np.ndarray:
+def ids_from_column(column: pd.Series, *, where: str, rows: RowRef) -> np.ndarray:
     """Use a column as example ids: present, and unique."""
     missing = np.flatnonzero(column.isna().to_numpy())
     if len(missing):
@@ -347,7 +304,7 @@ def _ids_from_column(column: pd.Series, *, where: str, rows: RowRef) -> np.ndarr
     uniq, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     if len(uniq) != len(ids):
         dup = [
-            f"{str(uniq[j])!r} at {rows(np.flatnonzero(inverse == j))}"
+            f"{quoted(str(uniq[j]))} at {rows(np.flatnonzero(inverse == j))}"
             for j in np.flatnonzero(counts > 1)[:5]
         ]
         raise DataError(
@@ -357,7 +314,7 @@ def _ids_from_column(column: pd.Series, *, where: str, rows: RowRef) -> np.ndarr
     return ids
 
 
-def _numeric_features(frame: pd.DataFrame, *, where: str, rows: RowRef) -> np.ndarray:
+def numeric_features(frame: pd.DataFrame, *, where: str, rows: RowRef) -> np.ndarray:
     """Return ``(N, D)`` float32 features, naming non-numeric or non-finite columns and rows."""
     bad = []
     for col in frame.columns:
@@ -366,8 +323,8 @@ def _numeric_features(frame: pd.DataFrame, *, where: str, rows: RowRef) -> np.nd
             continue
         parsed = pd.to_numeric(s, errors="coerce")
         first = np.flatnonzero((parsed.isna() & s.notna()).to_numpy())
-        example = f" ({rows(first[:1])}: {s.iloc[first[0]]!r})" if len(first) else ""
-        bad.append(f"{col!r}{example}")
+        example = f" ({rows(first[:1])}: {quoted(s.iloc[first[0]])})" if len(first) else ""
+        bad.append(f"{quoted(col)}{example}")
     if bad:
         raise DataError(
             f"{where}: feature columns must be numeric; not numeric: {_head(bad)}. Drop or "
@@ -387,7 +344,7 @@ def _numeric_features(frame: pd.DataFrame, *, where: str, rows: RowRef) -> np.nd
                 for kind, mask in (("NaN/empty", nan), ("infinite or too large", ~finite[:, j] & ~nan))
                 if mask.any()
             ]
-            problems.append(f"{frame.columns[j]!r} ({'; '.join(found)})")
+            problems.append(f"{quoted(frame.columns[j])} ({'; '.join(found)})")
         raise DataError(
             f"{where}: missing or infinite values in {len(problems)} feature column(s): "
             f"{_head(problems)}. Fill or drop those rows or columns (e.g. DataFrame.dropna()) "
@@ -410,10 +367,15 @@ def _suggest_label(label_column: str, columns: list[str]) -> str:
     return "Pass the name of the column that holds the classes with --label-column (label_column=)."
 
 
-def _row_sources(filename: str, n: int) -> np.ndarray:
+def row_sources(filename: str, n: int) -> np.ndarray:
     """``(n,)`` sources ``name.csv:row 1``... (file name without its folder)."""
     base = PurePath(filename).name
     return np.array([f"{base}:row {i + 1}" for i in range(n)], dtype=str)
+
+
+def row_ref(line_offset: int | None) -> RowRef:
+    """Describe rows for messages: 1-based data rows, plus file lines when ``line_offset`` is set."""
+    return lambda idx: _rows(idx, line_offset)
 
 
 def _rows(idx: np.ndarray, line_offset: int | None) -> str:
@@ -427,11 +389,11 @@ def _rows(idx: np.ndarray, line_offset: int | None) -> str:
     return f"row{'s' if len(idx) > 1 else ''} {', '.join(parts)}{more}"
 
 
-def _cols(columns) -> str:
+def column_list(columns) -> str:
     """Quote the first few column names."""
     columns = list(columns)
     more = f" and {len(columns) - 20} more" if len(columns) > 20 else ""
-    return ", ".join(repr(c) for c in columns[:20]) + more
+    return ", ".join(quoted(c) for c in columns[:20]) + more
 
 
 def _head(items: list[str]) -> str:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from core.data.dataset import Dataset
-from core.embeddings.batches import batched_inference, to_tensor
+from core.embeddings.batches import batched_inference, channel_stats, to_tensor
 from core.embeddings.config import EmbedConfig
 from core.progress import Reporter
 
@@ -61,9 +61,9 @@ def small_cnn(
     images = dataset.images  # (N, H, W, C) uint8
     n, h, w, c = images.shape
     side = int(min(max(h, w, cfg.cnn_min_side), cfg.cnn_max_side))
-    chan = images.reshape(-1, c)
-    mean = torch.tensor(chan.mean(axis=0, dtype=np.float64) / 255.0, dtype=torch.float32)
-    std = torch.tensor(chan.std(axis=0, dtype=np.float64) / 255.0, dtype=torch.float32)
+    chan_mean, chan_std = channel_stats(images)  # chunked: no float64 copy of the whole stack
+    mean = torch.tensor(chan_mean / 255.0, dtype=torch.float32)
+    std = torch.tensor(chan_std / 255.0, dtype=torch.float32)
     mean = mean.view(1, c, 1, 1).to(device)
     std = std.clamp_min(1e-3).view(1, c, 1, 1).to(device)
     labels = torch.from_numpy(dataset.labels.astype(np.int64))
