@@ -114,8 +114,10 @@ def _write_text(path: Path, text: str) -> None:
 # ------------------------------------------------------------------ commands
 def cmd_inspect(args: argparse.Namespace) -> int:
     from core.data import summarize
+    from core.data.dataset import check_curatable
 
     dataset = load_input(args.data, label_column=args.label_column)
+    check_curatable(dataset)  # classes too small for detection, or (N, C) too large: one line, exit 2
     print(summarize(dataset).to_text())
     return EXIT_OK
 
@@ -169,7 +171,7 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from core.data.dataset import make_split
+    from core.data.dataset import check_curatable, make_split
     from core.pipeline import SelectionSpec, run_selection
     from core.valuation import available_methods, get_method
 
@@ -185,11 +187,15 @@ def cmd_select(args: argparse.Namespace) -> int:
     data = load_input(args.data, label_column=args.label_column)
     if args.val:
         dataset, split = _with_validation(data, load_input(args.val, label_column=args.label_column))
+        check_curatable(dataset)
     else:
         dataset = data
+        check_curatable(data, val_fraction=args.val_fraction, test_fraction=0.0)  # before any work
         split = make_split(data.labels, val_fraction=args.val_fraction, test_fraction=0.0, seed=args.seed)
     store = _open_store(args, out)
     did = store.add_dataset(dataset, split)
+    n, names = data.n, np.asarray(dataset.class_names, dtype=object)
+    del data, dataset  # the job loads the stored copy: do not hold an image stack twice
     result = _run_job(
         store,
         "selection",
@@ -198,8 +204,6 @@ def cmd_select(args: argparse.Namespace) -> int:
     )
     run = store.get_run(result["run_id"])
     mis = store.latest_mislabels(did)
-    n = data.n
-    names = np.asarray(dataset.class_names, dtype=object)
     table = pd.DataFrame(
         {
             "index": np.arange(n),
