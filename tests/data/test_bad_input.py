@@ -479,13 +479,14 @@ CASES = [
 
 
 @pytest.mark.parametrize(("build", "error", "needles"), CASES)
-def test_bad_input_gets_a_specific_error(build, error, needles):
+def test_bad_input_gets_one_specific_line(build, error, needles):
     source, kwargs = build()
     with pytest.raises(error) as info:
         load_dataset(source, **kwargs)
     message = str(info.value)
     for needle in needles:
         assert needle in message, f"{needle!r} not in: {message}"
+    assert "\n" not in message and len(message) < 1500, message  # one line, bounded
 
 
 def test_every_error_is_a_value_error_for_the_ui():
