@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import HostcpError
+from core.errors import HostcpError, one_line
 from core.evaluate import DEFAULT_BUDGETS, parse_budgets
 from core.files import atomic_write
 
@@ -43,12 +43,6 @@ def load_input(source: str, *, label_column: str = "label"):
     if not path.exists():
         raise HostcpError(f"{source}: no such file. Give a .zip, .csv, .parquet or .npz path, or demo:NAME.")
     return load_dataset(path, label_column=label_column)
-
-
-def one_line(message: str, limit: int = 2000) -> str:
-    """An error message as one line of at most ``limit`` characters (scripts read stderr by line)."""
-    text = " ".join(message.split())
-    return text if len(text) <= limit else text[: limit - 25].rstrip() + f" ... ({len(text)} chars)"
 
 
 # ---------------------------------------------------------------- progress
@@ -356,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except HostcpError as e:
-        print(f"hostcp {args.command}: error: {one_line(str(e))}", file=sys.stderr)
+        print(f"hostcp {args.command}: error: {one_line(e, limit=2000)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as e:  # a folder that cannot be written, a full disk...
         print(f"hostcp {args.command}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "),

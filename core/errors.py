@@ -15,6 +15,7 @@ __all__ = [
     "StoreError",
     "JobCancelled",
     "ExportError",
+    "one_line",
 ]
 
 
@@ -48,3 +49,13 @@ class ExportError(HostcpError):
 
 class JobCancelled(Exception):
     """Raised inside a worker when the user cancelled the job (not an error)."""
+
+
+def one_line(text: object, *, limit: int = 300) -> str:
+    """Collapse whitespace (newlines included) and cut to ``limit`` characters.
+
+    Errors are read line by line (the CLI's stderr, the app's alerts); text quoted from
+    other libraries (pandas, pyarrow, PIL) often spans lines.
+    """
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.data.limits import listing
 from core.errors import ConfigError, DataError
 
 __all__ = [
@@ -29,7 +30,6 @@ MIN_CLASS_EXAMPLES = 2
 #: Largest examples x classes: the detector holds several (N, C) float64 probability matrices, each
 #: 80 MB at this bound (ImageNet's 1000 classes fit with 10,000 examples, CIFAR-100 whole).
 MAX_PROBABILITY_CELLS = 10_000_000
-_SHOW = 10  # classes named in one message
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,10 +213,9 @@ def check_curatable(
         if counts[c] < MIN_CLASS_EXAMPLES
     ]
     if small:
-        more = f" and {len(small) - _SHOW} more" if len(small) > _SHOW else ""
         raise DataError(
             f"{dataset.name}: {len(small)} of {np.count_nonzero(counts)} classes have fewer than "
-            f"{MIN_CLASS_EXAMPLES} examples: {', '.join(small[:_SHOW])}{more}. Mislabel detection "
+            f"{MIN_CLASS_EXAMPLES} examples: {listing(small, quote=False)}. Mislabel detection "
             f"scores each example with a model trained on other examples of its class; add examples "
             "to these classes, merge them into others, or drop their rows."
         )

@@ -28,7 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from core.data.limits import LoadLimits, listing, one_line
 from core.errors import ArchiveError, ConfigError
 
-__all__ = ["ImageSource", "decode_images", "fit_stack", "parse_size", "stored_size"]
+__all__ = ["ImageSource", "decode_images", "fit_side", "fit_stack", "parse_size", "stored_size"]
 
 _PIL_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
 _GREY_MODES = ("1", "L", "LA", "La", "I", "F")  # plus every "I;16..." mode
@@ -111,7 +111,11 @@ def stored_size(sizes: Sequence[tuple[int, int]], max_side: int) -> tuple[int, i
     aspect ratio (sides at least 1).
     """
     counts = Counter(sizes)
-    h, w = min(counts, key=lambda s: (-counts[s], s[0] * s[1], s))
+    return fit_side(*min(counts, key=lambda s: (-counts[s], s[0] * s[1], s)), max_side)
+
+
+def fit_side(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """``(h, w)`` scaled down, keeping the aspect ratio, so the longer side is at most ``max_side``."""
     if max(h, w) > max_side:
         scale = max_side / max(h, w)
         h, w = max(1, round(h * scale)), max(1, round(w * scale))
@@ -130,7 +134,7 @@ def fit_stack(x: np.ndarray, *, max_side: int) -> tuple[np.ndarray, str]:
     n, h, w, c = x.shape
     if max(h, w) <= max_side:
         return x, ""
-    th, tw = stored_size([(h, w)], max_side)
+    th, tw = fit_side(h, w, max_side)
     out = np.empty((n, th, tw, c), dtype=np.uint8)
     for i in range(n):
         im = Image.fromarray(x[i, :, :, 0] if c == 1 else x[i])

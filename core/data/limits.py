@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from core.errors import ConfigError
+from core.errors import ConfigError, one_line
 
 __all__ = ["LoadLimits", "listing", "one_line", "quoted"]
 
@@ -78,16 +78,6 @@ def listing(items: Sequence[str], *, quote: bool = True, sep: str = ", ") -> str
     shown = sep.join(quoted(i) if quote else one_line(str(i)) for i in items[:_SHOW])
     more = len(items) - _SHOW
     return shown + (f" and {more} more" if more > 0 else "")
-
-
-def one_line(text: str, *, limit: int = 300) -> str:
-    """Collapse whitespace (newlines included) and cut to ``limit`` characters.
-
-    For the text of errors raised by other libraries (pandas, pyarrow, PIL) that we
-    quote inside our own one-line messages; several of them span lines.
-    """
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def quoted(value: object, *, limit: int = 80) -> str:

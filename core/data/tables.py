@@ -396,12 +396,11 @@ def column_list(columns) -> str:
     return ", ".join(quoted(c) for c in columns[:20]) + more
 
 
-def _head(items: list[str]) -> str:
-    """Join the first few items and say how many more there are."""
-    more = f" and {len(items) - _SHOW} more" if len(items) > _SHOW else ""
-    return "; ".join(items[:_SHOW]) + more
-
-
 def format_name(filename: str) -> str:
     """Format tag of a file for provenance: ``csv``, ``parquet``..."""
     return PurePath(filename).suffix.lstrip(".").lower()
+
+
+def _head(items: list[str]) -> str:
+    """The first few items joined by ``; `` and how many more (items are built, not quoted)."""
+    return listing(items, quote=False, sep="; ")

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.data.images import fit_side
 from core.errors import DataError
 from core.progress import Reporter
 
@@ -37,8 +38,7 @@ def pixels(images: np.ndarray, max_side: int) -> np.ndarray:
     """Flattened ``(N, H*W*C)``, standardised pixels; images larger than ``max_side`` pooled first."""
     n, h, w, c = images.shape
     if max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        size = fit_side(h, w, max_side)
         pooled = []
         step = rows_per_chunk(images.shape, 1024)  # a float copy of 1024 large images took GBs
         for start in range(0, n, step):
