@@ -9,7 +9,8 @@ import torch
 from core.progress import NullReporter
 from core.selection.layer import SelectionLayer
 from core.selection.refine import NearestChosen, cluster_batches, outside_gain
-from core.selection.selector import HostCPConfig, SelectionModel, _swap_pass
+from core.selection.readout import swap_pass as _swap_pass
+from core.selection.selector import HostCPConfig, SelectionModel
 
 
 def _points(n=120, dim=4, seed=0):

@@ -7,15 +7,9 @@ import pytest
 import torch
 
 from core.errors import ConfigError, JobCancelled, NotFittedError
+from core.selection.batch import batch_inputs, lookahead_val_loss, round_opened, solve
 from core.selection.layer import SelectionLayer
-from core.selection.selector import (
-    HostCPConfig,
-    HostCPSelector,
-    SelectionModel,
-    _batch_inputs,
-    _round,
-    lookahead_val_loss,
-)
+from core.selection.selector import HostCPConfig, HostCPSelector, SelectionModel
 from core.valuation import SelectionTask, get_method
 
 FAST = {"epochs": 1, "batch_size": 16, "n_existing": 4, "proj_dim": 8}
@@ -45,9 +39,9 @@ def test_round_opens_one_copy_of_duplicates():
     # 4 exact duplicates share u evenly (1/4 each); rounding opens exactly one
     zn = np.full((4, 4), 0.25)
     u = np.full(4, 0.25)
-    opened = _round(zn, u, np.ones(4), limit=1)
+    opened = round_opened(zn, u, np.ones(4), limit=1)
     assert opened.sum() == 1
-    opened = _round(zn, u, np.ones(4), limit=3)
+    opened = round_opened(zn, u, np.ones(4), limit=3)
     assert opened.sum() == 1  # the others are represented by the opened copy
 
 
@@ -79,9 +73,10 @@ def test_lookahead_gradient_reaches_phi_and_is_not_zero():
              torch.zeros(3, dtype=torch.float64, requires_grad=True)]
     idx = np.random.default_rng(0).permutation(len(y))[:16]
     existing = np.random.default_rng(1).permutation(len(y))[:6]
-    batch = _batch_inputs(model, layer, data, idx, existing, 3.0, None, cfg)
-    loss, u, _, _ = lookahead_val_loss(model, layer, theta, batch, data,
-                                       torch.tensor(xv, dtype=torch.float64), torch.tensor(yv), 0.5)
+    batch = batch_inputs(model, layer, data, idx, existing, 3.0, None, cfg)
+    [(_, u)] = solve(layer, [batch])
+    loss, _ = lookahead_val_loss(theta, batch, u, data, torch.tensor(xv, dtype=torch.float64),
+                                 torch.tensor(yv), 0.5)
     loss.backward()
     assert model.proj.grad is not None and model.proj.grad.abs().sum() > 0
     assert model.label_emb.grad.abs().sum() > 0
@@ -102,8 +97,9 @@ def test_learning_phi_lowers_validation_loss_against_frozen_phi():
     xv_t, yv_t = torch.tensor(xv, dtype=torch.float64), torch.tensor(yv)
 
     def val_loss(model):
-        batch = _batch_inputs(model, layer, data, idx, np.zeros(0, int), 3.0, None, cfg)
-        return lookahead_val_loss(model, layer, theta, batch, data, xv_t, yv_t, 0.5)[0]
+        batch = batch_inputs(model, layer, data, idx, np.zeros(0, int), 3.0, None, cfg)
+        [(_, u)] = solve(layer, [batch])
+        return lookahead_val_loss(theta, batch, u, data, xv_t, yv_t, 0.5)[0]
 
     model = SelectionModel(x.shape[1], 3, cfg, torch.Generator().manual_seed(0)).double()
     frozen = float(val_loss(model).detach())
@@ -245,3 +241,46 @@ def test_a_broken_detector_import_fails_the_selection_instead_of_dropping_flags(
     monkeypatch.setitem(sys.modules, "core.mislabel", None)  # any import of it raises ImportError
     with pytest.raises(ImportError):
         _flags(task, HostCPConfig(**FAST))
+
+
+def test_a_stacked_solve_gives_each_batch_its_own_solution_and_gradient():
+    x, y, _, _ = _blobs()
+    cfg = HostCPConfig(**FAST)
+    model = SelectionModel(x.shape[1], 3, cfg, torch.Generator().manual_seed(0)).double()
+    layer = SelectionLayer(16, 4)
+    data = {"x": torch.tensor(x, dtype=torch.float64), "y": torch.tensor(y),
+            "q": torch.zeros(len(y), dtype=torch.float64), "flagged_np": np.zeros(len(y), bool)}
+    perm = np.random.default_rng(0).permutation(len(y))
+    batches = [batch_inputs(model, layer, data, perm[s:s + 16], perm[100:106], 3.0, None, cfg)
+               for s in (0, 16, 32)]
+    batches[2] = batch_inputs(model, layer, data, perm[32:42], perm[100:106], 2.0, None, cfg)  # padded
+    alone = [solve(layer, [b])[0] for b in batches]
+    stacked = solve(layer, batches)
+    for (zn_a, u_a), (zn_s, u_s) in zip(alone, stacked, strict=True):
+        torch.testing.assert_close(u_s, u_a, atol=2e-4, rtol=0)
+        torch.testing.assert_close(zn_s, zn_a, atol=2e-4, rtol=0)
+    assert stacked[2][1].shape == (10,)
+    (stacked[1][1] * torch.arange(16.0, dtype=torch.float64)).sum().backward()
+    assert model.proj.grad is not None and model.proj.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("settings", [{"solve_group": 4}, {"solve_group": 3, "learn_sample": 50}])
+def test_grouped_solves_and_a_learning_sample_keep_the_contract(settings):
+    x, y, xv, yv = _blobs(seed=5)
+    flagged = np.zeros(len(y), bool)
+    flagged[::9] = True
+    task = SelectionTask(x, y, xv, yv, n_classes=3, budget=0.2, seed=0, flagged=flagged)
+    a = get_method("hostcp", **{**FAST, **settings}).fit(task).result
+    b = get_method("hostcp", **{**FAST, **settings}).fit(task).result
+    assert a.selected.sum() == task.k
+    assert not (a.selected & flagged).any()
+    np.testing.assert_array_equal(a.selected, b.selected)
+    assert a.info["learn_points"] == min(len(y), settings.get("learn_sample", 10**9))
+    assert np.isfinite(a.scores).all() and (a.scores > 0).sum() > task.k  # every point was scored
+
+
+def test_config_fields_must_have_their_types():
+    with pytest.raises(ConfigError, match="epochs"):
+        HostCPConfig(epochs="2")
+    with pytest.raises(ConfigError, match="solve_group"):
+        HostCPConfig(solve_group=True)

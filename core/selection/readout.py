@@ -1,0 +1,149 @@
+"""HOST-CP's read-out: the set at the budget, from greedy facility location or the online pass, refined.
+
+The online set alone covered worse than offline greedy (each online batch sees 32
+points and 8 existing ones; tuning folds: 2-6 points behind it at every budget),
+so the default start is per-class greedy facility location in the learned f_phi
+space among the unflagged points; swap passes (:mod:`core.selection.refine`)
+then let the convex layer re-decide each cluster against the rest of the set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core.progress import Reporter
+from core.selection.batch import batch_inputs, quality_weights, round_opened, solve
+from core.selection.config import HostCPConfig
+from core.selection.layer import SelectionLayer
+from core.selection.model import SelectionModel
+from core.valuation.base import top_k_mask
+
+__all__ = ["greedy_start", "swap_pass", "exactly_k", "respect_quota"]
+
+
+def greedy_start(
+    model: SelectionModel, data: dict[str, torch.Tensor], y: np.ndarray, allowed: np.ndarray, k: int,
+    ncls: int, rng: np.random.Generator, *, power: float = 1.0, alloc: str = "proportional",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy facility location per class in f_phi space among the allowed points.
+
+    Returns:
+        ``(chosen (N,) bool with k True, rank (N,) in [0, 1]: 1 for the first pick, 0 if not picked)``.
+    """
+    from core.valuation.base import stratified_quotas
+    from core.valuation.facility_location import facility_location_joint, facility_location_per_class
+
+    with torch.no_grad():
+        feats = model.features(data["x"], data["y"]).cpu().numpy()
+    if alloc == "coverage":
+        order = facility_location_joint(feats, y, k, allowed=allowed, rng=rng)
+        chosen, rank = np.zeros(len(y), dtype=bool), np.zeros(len(y))
+        chosen[order] = True
+        rank[order] = 1.0 - np.arange(len(order)) / max(len(order), 1)
+    else:
+        quotas = stratified_quotas(y, k, ncls, allowed=allowed)
+        chosen, fl = facility_location_per_class(feats, y, quotas, allowed=allowed, rng=rng, power=power)
+        rank = np.where(chosen, fl - 1.0, 0.0)
+    short = k - int(chosen.sum())
+    if short > 0:  # sampled classes or too few allowed points: allowed ones first
+        chosen[top_k_mask(allowed.astype(float) - chosen * 2.0, short)] = True
+    return chosen, rank
+
+
+def swap_pass(
+    model: SelectionModel, layer: SelectionLayer, data: dict[str, torch.Tensor], chosen: np.ndarray,
+    y: np.ndarray, cfg: HostCPConfig, rng: np.random.Generator, reporter: Reporter,
+    *, span: tuple[float, float] = (1.0, 1.0), label: str = "swap pass",
+) -> tuple[np.ndarray, int]:
+    """One swap pass (``core.selection.refine``): same size and class counts, a better cover.
+
+    ``cfg.solve_group`` cluster batches go to the solver together; they hold
+    disjoint points, so each keeps its size and class counts exactly, and each
+    sees the set as it was before the group (a Jacobi step of the block descent).
+
+    Returns:
+        ``(chosen (N,) bool, number of points swapped in)``.
+    """
+    from core.selection.refine import NearestChosen, cluster_batches, outside_gain
+
+    ncls = int(y.max()) + 1 if cfg.class_quotas else 0
+    with torch.no_grad():
+        feats = model.features(data["x"], data["y"])
+        near = NearestChosen(feats, chosen)
+        weights = torch.ones(len(y), dtype=feats.dtype, device=feats.device)
+        if cfg.quality_weight:
+            weights = quality_weights(data["q"]).to(feats.dtype)
+        changed = 0
+        batches = cluster_batches(near, layer.n, rng)
+        cap_unit = cfg.missing_cost ** (1 / cfg.dist_power)  # a missing Do column, in distance units
+        for g0 in range(0, len(batches), cfg.solve_group):
+            reporter.check_cancelled()
+            group, meta = [], []
+            for idx in batches[g0:g0 + cfg.solve_group]:
+                was = near.chosen[idx].copy()
+                limit = int(was.sum())
+                existing = np.flatnonzero(near.chosen)
+                existing = existing[~np.isin(existing, idx)]
+                quota = np.bincount(y[idx][was], minlength=ncls).astype(float) if ncls else None
+                batch = batch_inputs(model, layer, data, idx, existing, float(limit), quota, cfg)
+                r = batch.r
+                gain = outside_gain(near, idx, weights, cap_unit * batch.scale, power=cfg.dist_power,
+                                    unit=batch.scale)
+                batch.cost[:r] = batch.cost[:r] - gain.to(batch.cost.dtype)
+                ub = batch.ub_real.copy()
+                ub[was] = 1.0  # a chosen point (even a topped-up flagged one) may stay
+                batch.ub[:r] = torch.as_tensor(ub, dtype=batch.ub.dtype)
+                group.append(batch)
+                meta.append((idx, was, limit, quota, ub))
+            for (zn, u), (idx, was, limit, quota, ub) in zip(solve(layer, group), meta, strict=True):
+                u_np = u.cpu().double().numpy()
+                opened = round_opened(zn.cpu().double().numpy(), u_np, ub, limit)
+                if ncls:
+                    opened = respect_quota(opened, u_np, y[idx], quota)
+                opened = _top_up(opened, was, u_np, y[idx], quota, limit - int(opened.sum()))
+                near.update(idx[opened & ~was], idx[was & ~opened])
+                changed += int((opened & ~was).sum())
+            done = min(g0 + cfg.solve_group, len(batches))
+            frac = span[0] + (span[1] - span[0]) * done / len(batches)
+            reporter.report("selection", frac, f"{label}, batch {done}/{len(batches)}")
+    return near.chosen.copy(), changed
+
+
+def _top_up(
+    opened: np.ndarray, was: np.ndarray, u: np.ndarray, y: np.ndarray, quota: np.ndarray | None, short: int
+) -> np.ndarray:
+    """Rounding opened ``short`` too few: keep the batch's chosen points by ``u`` (within quotas)."""
+    for j in np.flatnonzero(was & ~opened)[np.argsort(-u[was & ~opened], kind="stable")]:
+        if short <= 0:
+            break
+        if quota is None or np.sum(opened & (y == y[j])) < quota[y[j]]:
+            opened[j], short = True, short - 1
+    return opened
+
+
+def respect_quota(opened: np.ndarray, u: np.ndarray, y: np.ndarray, quota_left: np.ndarray) -> np.ndarray:
+    """The opened points by decreasing ``u`` while their class has quota left."""
+    out = np.zeros_like(opened)
+    left = quota_left.copy()
+    for j in np.flatnonzero(opened)[np.argsort(-u[opened], kind="stable")]:
+        if left[y[j]] >= 1:
+            out[j] = True
+            left[y[j]] -= 1
+    return out
+
+
+def exactly_k(
+    final: np.ndarray, score: np.ndarray, allowed: np.ndarray, suspect: np.ndarray, k: int
+) -> np.ndarray:
+    """The online pass's set sized to exactly ``k``: trim lowest-scored, top up highest-scored."""
+    n_sel = int(final.sum())
+    if n_sel == k:
+        return final.copy()
+    if n_sel > k:
+        keep = top_k_mask(np.where(final, score, -np.inf), k)
+        return keep & final
+    # top up: allowed points by score, then (if needed) flagged ones by lowest suspicion
+    rank = np.where(allowed, score, -1.0 - suspect)
+    rank = np.where(final, np.inf, rank)
+    return top_k_mask(rank, k)
