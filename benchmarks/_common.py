@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 
 from core.data.demos import flip_labels
 
-__all__ = ["BenchData", "digits_data", "mixture_data", "with_flags"]
+__all__ = ["BenchData", "digits_data", "markdown", "mixture_data", "with_flags"]
 
 
 @dataclass(frozen=True)
@@ -80,3 +80,11 @@ def with_flags(d: BenchData, seed: int = 0) -> BenchData:
 
         f = cleanlab_flags(d.x_train, d.y_train, n_classes=d.n_classes, seed=seed)
         return replace(d, flagged=f, suspect=f.astype(float))
+
+
+def markdown(df) -> str:
+    """A DataFrame as a Markdown table, without the optional ``tabulate`` package."""
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)

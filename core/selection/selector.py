@@ -103,15 +103,15 @@ class HostCPSelector(SelectionMethod):
     def _run(self, task: SelectionTask, reporter: Reporter) -> SelectOutput:
         t0 = time.perf_counter()
         run, flags = self._setup(task, reporter)
-        times = {"setup": time.perf_counter() - t0}
+        times = {"setup": time.perf_counter() - t0}  # seconds by step, kept in the run info
         for ep in range(run.cfg.epochs):
             _online_pass(run, ep, learning=True)
         times["learning"] = time.perf_counter() - t0 - sum(times.values())
         online = _online_pass(run, run.cfg.epochs, learning=False)
-        times["online read-out"] = time.perf_counter() - t0 - sum(times.values())
+        times["online"] = time.perf_counter() - t0 - sum(times.values())
         score = (run.u_sum + run.open_count) / (2.0 * np.maximum(run.seen, 1))  # how often, how strongly
         chosen, rank, swaps = _read_out(run, online, score, flags["suspect"])
-        times["read-out"] = time.perf_counter() - t0 - sum(times.values())
+        times["readout"] = time.perf_counter() - t0 - sum(times.values())
         # the chosen set ranks first, in greedy pick order (a prefix is the greedy set of that size),
         # then the rest by how often and how strongly the online pass opened them
         scores = np.where(chosen, 2.0 + np.where(rank > 0, rank, score), score)
@@ -127,7 +127,7 @@ class HostCPSelector(SelectionMethod):
             "val_loss_first": run.val_losses[0] if run.val_losses else None,
             "val_loss_last": float(np.mean(run.val_losses[-n_batches:])) if run.val_losses else None,
             "seconds": round(time.perf_counter() - t0, 2),
-            "seconds_by_step": {k: round(v, 2) for k, v in times.items()},
+            **{f"seconds_{step}": round(v, 2) for step, v in times.items()},
             "config": asdict(run.cfg),
         }
         return chosen, scores, info
