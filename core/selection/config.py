@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import ConfigError
-from core.selection.layer import SOLVERS
+from core.selection.layer import DEFAULT_SOLVER, SOLVERS
 
 __all__ = ["HostCPConfig"]
 
@@ -56,7 +56,7 @@ class HostCPConfig:
     dist_power: float = 1.0  # distances are raised to this power (1: k-median; larger: towards k-center)
     missing_cost: float = 2.0  # cost of a missing existing column (no existing set yet), x mean dist
     cost_scale: float = 0.1  # scale of the opening cost c_phi (distances have mean 1)
-    solver: str = "Clarabel"  # backend of the convex layer (core.selection.layer.SOLVERS)
+    solver: str = DEFAULT_SOLVER  # backend of the convex layer (core.selection.layer.SOLVERS)
     solve_group: int = 1  # batch problems per solver call, against one snapshot of the existing set
     learn_sample: int = 20_000  # the learning passes see at most this many points (a random sample)
     torch_threads: int = 1  # torch intra-op threads during fit (tiny ops: 1 was 4x faster on 2 cores)

@@ -14,6 +14,17 @@ with existing points as facilities that are already open for free::
 It bounds the opened mass ``u`` (not ``sum(Zn)`` as the reference code does),
 and the quadratic term (``gamma > 0``) makes the solution map differentiable.
 
+``param_bounds=True`` writes the constant bounds ``Zn >= 0``, ``Zo >= 0`` and
+``u >= 0`` against a scalar Parameter ``lb`` (fed 0 by the layer) instead of the
+constant 0. Why: for solvers that take cones directly on the variable (Moreau),
+cvxpy 1.9 moves every "variable >= constant 0" row out of ``A`` into
+``data["dir_cones"]`` (its ``ExtractDirectCones`` reduction), and cvxpylayers 1.2
+never passes those to Moreau, so the bounds are silently dropped (measured:
+``z >= 0`` came back as -9.7). A bound with a Parameter on its right-hand side
+is not an identity row, stays in ``A`` and is enforced. Only such single-entry
+rows are extracted; every other constant right-hand side here (the row sums
+``== 1``) has several entries per row and stays where it is.
+
 Conventions the caller follows (see :func:`pad_batch_inputs`):
 
 * No existing set yet, or fewer than ``m`` existing points: the missing ``Do``
@@ -26,7 +37,7 @@ Conventions the caller follows (see :func:`pad_batch_inputs`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cvxpy as cp
 import numpy as np
@@ -43,7 +54,9 @@ class BatchProblem:
     Attributes:
         problem: The DPP-compliant cvxpy problem.
         parameters: ``[Dn (n, n), Do (n, m), c (n,), ub (n,), budget ()]`` plus
-            ``[M (C, n), quota (C,)]`` when built with classes.
+            ``[M (C, n), quota (C,)]`` when built with classes: what a caller feeds.
+        bound_parameters: ``[lb ()]`` with ``param_bounds=True`` (the layer feeds
+            0 and appends it after :attr:`parameters`), else ``[]``.
         variables: ``[Zn (n, n), Zo (n, m), u (n,)]``.
         n: Incoming batch size.
         m: Number of existing-neighbour columns.
@@ -58,9 +71,12 @@ class BatchProblem:
     m: int
     n_classes: int
     gamma: float
+    bound_parameters: list[cp.Parameter] = field(default_factory=list)
 
 
-def build_problem(n: int, m: int, *, gamma: float = 0.05, n_classes: int = 0) -> BatchProblem:
+def build_problem(
+    n: int, m: int, *, gamma: float = 0.05, n_classes: int = 0, param_bounds: bool = False
+) -> BatchProblem:
     """Build the batch problem with ``n`` incoming and ``m`` existing columns.
 
     Args:
@@ -69,6 +85,8 @@ def build_problem(n: int, m: int, *, gamma: float = 0.05, n_classes: int = 0) ->
         gamma: Weight of the strictly convex term (> 0; 0 gives an LP whose
             gradient is zero almost everywhere).
         n_classes: If > 0, add per-class quotas ``M @ u <= quota``.
+        param_bounds: Write the zero lower bounds against a Parameter (see the
+            module docstring); needed by the Moreau backend, harmless elsewhere.
 
     Raises:
         ConfigError: a size or ``gamma`` out of range.
@@ -89,12 +107,14 @@ def build_problem(n: int, m: int, *, gamma: float = 0.05, n_classes: int = 0) ->
     if gamma > 0:
         objective = objective + gamma * (cp.sum_squares(zn) + cp.sum_squares(zo) + cp.sum_squares(u))
     u_row = np.ones((n, 1)) @ cp.reshape(u, (1, n), order="C")  # (n, n): u[j] in every row
+    bound_params = [cp.Parameter(name="lb")] if param_bounds else []
+    lb = bound_params[0] if param_bounds else 0.0  # () scalar, broadcast to each bound
     constraints = [
         cp.sum(zn, axis=1) + cp.sum(zo, axis=1) == 1,
-        zn >= 0,
+        zn >= lb,
         zn <= u_row,
-        zo >= 0,
-        u >= 0,
+        zo >= lb,
+        u >= lb,
         u <= ub,
         cp.sum(u) <= budget,
     ]
@@ -107,4 +127,4 @@ def build_problem(n: int, m: int, *, gamma: float = 0.05, n_classes: int = 0) ->
     problem = cp.Problem(cp.Minimize(objective), constraints)
     if not problem.is_dpp():  # a bug here, not user input
         raise RuntimeError("HOST-CP batch problem is not DPP; cvxpylayers cannot differentiate it.")
-    return BatchProblem(problem, params, [zn, zo, u], n, m, int(n_classes), float(gamma))
+    return BatchProblem(problem, params, [zn, zo, u], n, m, int(n_classes), float(gamma), bound_params)

@@ -27,6 +27,9 @@ def _instance(n: int, m: int, seed: int = 0):
 def test_problem_is_dpp_and_rejects_bad_sizes():
     assert build_problem(6, 3).problem.is_dpp()
     assert build_problem(6, 3, n_classes=2).problem.is_dpp()
+    spec = build_problem(6, 3, n_classes=2, param_bounds=True)
+    assert spec.problem.is_dpp() and [p.name() for p in spec.bound_parameters] == ["lb"]
+    assert [p.name() for p in spec.parameters] == ["Dn", "Do", "c", "ub", "budget", "M", "quota"]
     with pytest.raises(ConfigError):
         build_problem(1, 3)
     with pytest.raises(ConfigError):
@@ -115,7 +118,7 @@ def test_a_solver_failure_is_retried_with_scs():
     from diffcp import SolverError
 
     n, m = 6, 2
-    layer = SelectionLayer(n, m)
+    layer = SelectionLayer(n, m, solver="Clarabel")
     real, calls = layer._layer, []
 
     def flaky(*params, solver_args=None):
@@ -131,7 +134,7 @@ def test_a_solver_failure_is_retried_with_scs():
 
 def test_a_non_finite_solution_counts_as_a_failure():
     n, m = 6, 2
-    layer = SelectionLayer(n, m)
+    layer = SelectionLayer(n, m, solver="Clarabel")
     real, calls = layer._layer, []
 
     def nan_first(*params, solver_args=None):
@@ -143,9 +146,10 @@ def test_a_non_finite_solution_counts_as_a_failure():
     assert torch.isfinite(layer(*_args(n, m))[2]).all() and len(calls) == 2
 
 
-def test_a_bug_in_the_layer_is_not_hidden_by_a_retry():
+@pytest.mark.parametrize("solver", ["moreau", "Clarabel"])
+def test_a_bug_in_the_layer_is_not_hidden_by_a_retry(solver):
     n, m = 6, 2
-    layer = SelectionLayer(n, m)
+    layer = SelectionLayer(n, m, solver=solver)
     calls = []
 
     def buggy(*params, solver_args=None):
