@@ -76,6 +76,9 @@ def swap_pass(
             weights = quality_weights(data["q"]).to(feats.dtype)
         changed = 0
         batches = cluster_batches(near, layer.n, rng)
+        if len(batches) > cfg.swap_batches:  # at scale: a random share of the clusters each pass
+            keep = np.sort(rng.choice(len(batches), cfg.swap_batches, replace=False))
+            batches = [batches[i] for i in keep]
         cap_unit = cfg.missing_cost ** (1 / cfg.dist_power)  # a missing Do column, in distance units
         for g0 in range(0, len(batches), cfg.solve_group):
             reporter.check_cancelled()

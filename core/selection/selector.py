@@ -8,8 +8,8 @@ A run is four steps (:meth:`HostCPSelector._run`):
 2. learning passes (method.md steps 1-6: label-aware ``f_phi``, a learned opening
    cost, flagged suspects never opened, a global budget, per-class quotas), on at
    most ``learn_sample`` points;
-3. an online read-out pass over every point, which scores each point by how often
-   and how strongly it was opened;
+3. an online read-out pass over every point (at most ``score_sample``), which scores
+   each point by how often and how strongly it was opened;
 4. the set at the budget (:mod:`core.selection.readout`): per-class greedy
    facility location in f_phi space, then swap passes through the layer.
 """
@@ -65,6 +65,7 @@ class _Run:
     reporter: Reporter
     n_passes: int  # learning passes + the read-out pass
     learn_points: np.ndarray  # the points the learning passes see
+    score_points: np.ndarray  # the points the online read-out pass scores
     u_sum: np.ndarray = field(init=False)
     open_count: np.ndarray = field(init=False)
     seen: np.ndarray = field(init=False)  # passes each point took part in
@@ -78,7 +79,8 @@ class _Run:
     @property
     def total_work(self) -> int:
         b = self.layer.n
-        return self.cfg.epochs * math.ceil(len(self.learn_points) / b) + math.ceil(self.task.n / b)
+        return (self.cfg.epochs * math.ceil(len(self.learn_points) / b)
+                + math.ceil(len(self.score_points) / b))
 
 
 class HostCPSelector(SelectionMethod):
@@ -124,6 +126,7 @@ class HostCPSelector(SelectionMethod):
             "n_closed_extra": int(flags["flagged"].sum()) - flags["n_flagged"],
             "flag_source": flags["source"],
             "learn_points": len(run.learn_points),
+            "score_points": len(run.score_points),
             "val_loss_first": run.val_losses[0] if run.val_losses else None,
             "val_loss_last": float(np.mean(run.val_losses[-n_batches:])) if run.val_losses else None,
             "seconds": round(time.perf_counter() - t0, 2),
@@ -154,15 +157,15 @@ class HostCPSelector(SelectionMethod):
             min(cfg.batch_size, task.n), cfg.n_existing, gamma=cfg.gamma,
             n_classes=ncls if cfg.class_quotas else 0, solver=cfg.solver,
         )
-        learn_points = np.arange(task.n)
-        if task.n > cfg.learn_sample:  # phi and theta learn from a sample; the read-out sees all
-            learn_points = np.sort(rng.choice(task.n, cfg.learn_sample, replace=False))
+        learn_points, score_points = (_sample(task.n, size, rng) for size in (cfg.learn_sample,
+                                                                             cfg.score_sample))
         run = _Run(
             task=task, cfg=cfg, model=model, layer=layer, data=data,
             xv=torch.as_tensor(task.x_val, device=dev), yv=torch.as_tensor(task.y_val, device=dev),
             theta=theta, opt=torch.optim.Adam(model.parameters(), lr=cfg.lr_phi),
             allowed=~flagged if cfg.exclude_flagged else np.ones(task.n, dtype=bool),
             rng=rng, reporter=reporter, n_passes=cfg.epochs + 1, learn_points=learn_points,
+            score_points=score_points,
         )
         return run, {"flagged": flagged, "suspect": suspect, "n_flagged": n_flagged, "source": source}
 
@@ -175,7 +178,7 @@ def _online_pass(run: _Run, ep: int, *, learning: bool) -> np.ndarray:
     pass only solves. Points are scored by their opened mass and openings.
     """
     task, cfg, layer = run.task, run.cfg, run.layer
-    points = run.learn_points if learning else np.arange(task.n)
+    points = run.learn_points if learning else run.score_points
     k = task.k if len(points) == task.n else int(round(task.k * len(points) / task.n))
     order = points[run.rng.permutation(len(points))]
     selected = np.zeros(task.n, dtype=bool)
@@ -267,6 +270,11 @@ def _read_out(
         if changed == 0:
             break
     return chosen, rank, swaps
+
+
+def _sample(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """All ``n`` points, or a sorted random sample of ``size`` of them (no draw when all fit)."""
+    return np.arange(n) if n <= size else np.sort(rng.choice(n, size, replace=False))
 
 
 def _extra_closed(flagged: np.ndarray, suspect: np.ndarray, k: int, margin: float) -> np.ndarray:

@@ -264,7 +264,10 @@ def test_a_stacked_solve_gives_each_batch_its_own_solution_and_gradient():
     assert model.proj.grad is not None and model.proj.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("settings", [{"solve_group": 4}, {"solve_group": 3, "learn_sample": 50}])
+@pytest.mark.parametrize("settings", [
+    {"solve_group": 4},
+    {"solve_group": 3, "learn_sample": 50, "score_sample": 60, "swap_batches": 2},
+])
 def test_grouped_solves_and_a_learning_sample_keep_the_contract(settings):
     x, y, xv, yv = _blobs(seed=5)
     flagged = np.zeros(len(y), bool)
@@ -276,7 +279,8 @@ def test_grouped_solves_and_a_learning_sample_keep_the_contract(settings):
     assert not (a.selected & flagged).any()
     np.testing.assert_array_equal(a.selected, b.selected)
     assert a.info["learn_points"] == min(len(y), settings.get("learn_sample", 10**9))
-    assert np.isfinite(a.scores).all() and (a.scores > 0).sum() > task.k  # every point was scored
+    assert a.info["score_points"] == min(len(y), settings.get("score_sample", 10**9))
+    assert np.isfinite(a.scores).all() and (a.scores > 0).sum() > task.k
 
 
 def test_config_fields_must_have_their_types():
