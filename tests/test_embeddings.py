@@ -427,3 +427,50 @@ def test_small_cnn_learns_only_from_train_rows(tmp_path):
     np.testing.assert_array_equal(a, b)
     c = embed(make(shuffled), backbone="small_cnn", config=cfg, cache_dir=tmp_path)
     assert not np.array_equal(a, c)  # trained on all rows, the other labels matter
+
+
+def _is_mapped(a: np.ndarray) -> bool:
+    """True when ``a``'s memory belongs to a memory map (np.load(mmap_mode=...))."""
+    import mmap
+
+    base = a
+    while base is not None:
+        if isinstance(base, np.memmap | mmap.mmap):
+            return True
+        base = getattr(base, "base", None)
+    return False
+
+
+def test_large_cache_hit_is_memory_mapped_read_only_and_survives_a_rewrite(tmp_path, monkeypatch):
+    import core.embeddings.cache as cache
+
+    x = np.random.default_rng(0).normal(size=(4200, 64)).astype(np.float32)  # 1.07 MB > 1 MiB
+    ds = _dataset(features=x)
+    first = embed(ds, cache_dir=tmp_path)
+    assert not _is_mapped(first)  # freshly computed: in memory
+    monkeypatch.setattr(cache, "FINITE_CHECK_ROWS", 1000)  # the check streams in blocks
+    hit = embed(ds, cache_dir=tmp_path)
+    assert _is_mapped(hit) and type(hit) is np.ndarray and hit.dtype == np.float32
+    np.testing.assert_array_equal(hit, first)
+    with pytest.raises(ValueError, match="read-only"):
+        hit[0, 0] = 1.0
+    rows = hit[[3, 1]]  # what callers do: index rows out, which copies
+    rows[0, 0] = 7.0
+    (path,) = tmp_path.glob("*.npy")
+    path.unlink()  # recompute and replace the file while the old one is still mapped
+    again = embed(ds, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(hit, first)  # the old map stays valid
+    damaged = np.load(path)
+    damaged[3500, 5] = np.nan  # a NaN in a later block is caught
+    np.save(path, damaged)
+    np.testing.assert_array_equal(embed(ds, cache_dir=tmp_path), first)
+    assert np.isfinite(np.load(path)).all()  # rewritten
+
+
+def test_small_cache_hit_is_read_whole(tmp_path):
+    x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    ds = _dataset(features=x)
+    embed(ds, cache_dir=tmp_path)
+    hit = embed(ds, cache_dir=tmp_path)
+    assert not _is_mapped(hit) and hit.flags.writeable

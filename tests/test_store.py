@@ -186,3 +186,41 @@ def test_interrupted_jobs_are_marked_failed(store):
     assert store.fail_interrupted_jobs() == 1
     assert store.get_job(jid).status == "failed" and "Interrupted" in store.get_job(jid).error
     assert store.get_job(own).status == "queued"
+
+
+def _is_mapped(a: np.ndarray) -> bool:
+    """True when ``a``'s memory belongs to a memory map (np.load(mmap_mode=...))."""
+    import mmap
+
+    base = a
+    while base is not None:
+        if isinstance(base, np.memmap | mmap.mmap):
+            return True
+        base = getattr(base, "base", None)
+    return False
+
+
+@pytest.mark.parametrize("shape", [(300_000,), (1100, 256)])
+def test_large_arrays_come_back_mapped_and_can_be_rewritten(store, digits_dataset, digits_split, shape):
+    did = store.add_dataset(digits_dataset, digits_split)
+    rng = np.random.default_rng(0)
+    old, new = rng.normal(size=shape).astype(np.float32), rng.normal(size=shape).astype(np.float32)
+    assert old.nbytes >= 1 << 20  # above the mapping threshold
+    store.put_artifact(did, "embedding", "k", old)
+    got = store.get_artifact(did, "embedding", "k")
+    assert _is_mapped(got) and type(got) is np.ndarray and got.shape == shape
+    np.testing.assert_array_equal(got, old)
+    with pytest.raises(ValueError, match="read-only"):
+        got[0] = 1.0
+    store.put_artifact(did, "embedding", "k", new)  # atomic replace (and unlink) while mapped
+    np.testing.assert_array_equal(store.get_artifact(did, "embedding", "k"), new)
+    np.testing.assert_array_equal(got, old)  # the old mapping stays valid on Linux
+    fname = store.save_array("copy", got)  # a mapped array can be written back
+    np.testing.assert_array_equal(store.load_array(fname), old)
+
+
+def test_small_arrays_are_read_whole(store):
+    fname = store.save_array("small", np.arange(10))
+    got = store.load_array(fname)
+    assert not _is_mapped(got) and got.flags.writeable
+    np.testing.assert_array_equal(got, np.arange(10))

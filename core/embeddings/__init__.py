@@ -147,7 +147,9 @@ def embed(
             the embedding); ``None``: all examples. Ignored by the other backbones.
 
     Returns:
-        ``(N, D)`` float32 embeddings, rows in dataset order.
+        ``(N, D)`` float32 embeddings, rows in dataset order. A cache hit of 1 MiB or more
+        is a read-only memory-mapped view (:func:`~core.embeddings.cache.load_cached`):
+        index rows out of it (a copy) rather than writing into it.
 
     Raises:
         ConfigError: bad backbone, device or config; ResNet-18 weights missing

@@ -1,4 +1,4 @@
-"""On-disk cache of embeddings: one ``.npy`` per (data, backbone, settings), written atomically."""
+"""On-disk cache of embeddings: one ``.npy`` per (data, backbone, settings), written atomically, mapped."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ __all__ = ["cache_key", "cache_path", "file_digest", "load_cached"]
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when a backbone's output changes, so old cache files are not reused
+MMAP_MIN_BYTES = 1 << 20  # cache files this large are memory-mapped on load; smaller ones read whole
+FINITE_CHECK_ROWS = 1 << 16  # rows per block of the finiteness check of a loaded cache
 
 
 def file_digest(path: Path) -> str:
@@ -75,15 +77,29 @@ def cache_path(cache_dir: str | Path | None, backbone: str, dataset: Dataset, ke
 
 
 def load_cached(path: Path, n: int) -> np.ndarray | None:
-    """The cached ``(n, D)`` float32 matrix, or ``None`` if missing or damaged (then recompute)."""
+    """The cached ``(n, D)`` float32 matrix, or ``None`` if missing or damaged (then recompute).
+
+    A file of at least :data:`MMAP_MIN_BYTES` comes back memory-mapped: a read-only
+    ``ndarray`` view of the map, paged in as it is read, so embeddings larger than
+    memory can be selected from (callers index rows out of it, which copies; writing
+    into it raises ``ValueError``). The finiteness check streams through it in blocks
+    of rows, so it never holds more than a block in memory. Smaller files are read whole.
+    """
     if not path.is_file():
         return None
     try:
-        arr = np.load(path, allow_pickle=False)
+        mapped = path.stat().st_size >= MMAP_MIN_BYTES
+        arr = np.asarray(np.load(path, mmap_mode="r" if mapped else None, allow_pickle=False))
     except (OSError, ValueError, EOFError) as e:
         logger.warning("Ignoring unreadable embedding cache %s: %s", path, e)
         return None
-    if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape[0] != n or not np.isfinite(arr).all():
+    if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape[0] != n or not _all_finite(arr):
         logger.warning("Ignoring embedding cache %s (dtype %s, shape %s)", path, arr.dtype, arr.shape)
         return None
     return arr
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """``np.isfinite(arr).all()`` for ``(N, D)``, :data:`FINITE_CHECK_ROWS` rows at a time."""
+    step = FINITE_CHECK_ROWS
+    return all(bool(np.isfinite(arr[i:i + step]).all()) for i in range(0, len(arr), step))

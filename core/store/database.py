@@ -38,9 +38,23 @@ from core.store.results import ResultsMixin
 from core.store.review_log import ReviewLogMixin
 from core.store.schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
 
-__all__ = ["Store"]
+__all__ = ["Store", "MMAP_MIN_BYTES"]
 
 log = logging.getLogger(__name__)
+
+#: ``.npy`` files at least this large are memory-mapped on load (smaller ones are read whole).
+MMAP_MIN_BYTES = 1 << 20
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """``np.load`` of a ``.npy``: a read-only memory-mapped view from :data:`MMAP_MIN_BYTES` on.
+
+    The view is a plain ``ndarray``, not the ``np.memmap`` subclass (whose slices and
+    reductions keep the subclass and surprise pickling); its ``base`` holds the map.
+    """
+    if path.suffix == ".npy" and path.stat().st_size >= MMAP_MIN_BYTES:
+        return np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
+    return np.load(path, allow_pickle=False)
 
 
 class Store(ReviewLogMixin, ResultsMixin, JobsTableMixin):
@@ -118,11 +132,19 @@ class Store(ReviewLogMixin, ResultsMixin, JobsTableMixin):
         return fname
 
     def load_array(self, fname: str) -> np.ndarray:
-        """Read an array written by :meth:`save_array`."""
+        """Read an array written by :meth:`save_array`, memory-mapped when it is large.
+
+        A ``.npy`` of at least :data:`MMAP_MIN_BYTES` comes back as a read-only view of
+        a memory map (a plain ``ndarray`` whose ``base`` is the map), so an embedding or
+        layout larger than memory is paged in as it is read; writing into it raises
+        ``ValueError`` (copy it first). Smaller files are read whole: a map holds a file
+        descriptor for as long as the array lives. :meth:`save_array` replaces a file by
+        rename, so a map of the old file stays valid after the store writes a new one.
+        """
         path = self._file(fname)
         if not path.exists():
             raise StoreError(f"Array file {path} is missing; the project folder was changed by hand.")
-        return np.load(path, allow_pickle=False)
+        return _load_npy(path)
 
     # ---------------------------------------------------------------- datasets
     def add_dataset(self, dataset: Dataset, split: Split) -> int:
