@@ -67,6 +67,10 @@ VARIANTS: dict[str, dict] = {
     "gsnq_pca_m1": {**_PCA, "swap_passes": 2, "exclude_margin": 1.0},
     "gsnq_pca_cov": {**_PCA, "swap_passes": 2, "class_alloc": "coverage"},
     "gnq_pca_cov": {**_PCA, "swap_passes": 0, "class_alloc": "coverage"},
+    "clarabel": {"solver": "Clarabel"},  # the layer's backend before Moreau
+    "group4": {"solve_group": 4},  # batch problems per solver call, one existing-set snapshot
+    "group8": {"solve_group": 8},
+    "group16": {"solve_group": 16},
 }
 
 
