@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.data.dataset import Dataset, check_curatable, make_split
+from core.data.dataset import Dataset, Split, check_curatable, make_split
 from core.errors import ConfigError
 from core.evaluate import DEFAULT_BUDGETS
 from core.progress import NullReporter, Reporter, SubReporter
@@ -90,9 +90,16 @@ def dataset_embeddings(
     of the training split only: validation and test labels never leak into it, and
     reviewing labels does not change the embedding space.
     """
+    dataset, split = store.get_dataset(dataset_id)
+    return _embed(store, dataset, split, backbone=backbone, device=device, reporter=reporter)
+
+
+def _embed(
+    store: Store, dataset: Dataset, split: Split, *, backbone: str, device: str, reporter: Reporter | None
+) -> np.ndarray:
+    """:func:`dataset_embeddings` of a dataset already read from the store (read it once per job)."""
     from core.embeddings import embed
 
-    dataset, split = store.get_dataset(dataset_id)
     return embed(
         dataset,
         backbone=backbone,
@@ -112,12 +119,17 @@ def detect(
     threshold: float | None = None,
     device: str = "auto",
     reporter: Reporter | None = None,
+    embeddings: np.ndarray | None = None,
 ) -> int:
     """Mislabel detection on the current labels with review decisions honoured.
 
     Excluded examples are left out (they keep their previous scores); examples whose
     label a reviewer verified are never flagged. Settings not given are taken from the
     newest mislabel result (else backbone ``"auto"``, seed 0, the estimated threshold).
+
+    Args:
+        embeddings: ``(N, D)`` embeddings of the dataset with ``backbone``, when the
+            caller already has them (a selection job); ``None``: read or computed here.
 
     Returns:
         The id of the stored mislabel result.
@@ -131,8 +143,10 @@ def detect(
     backbone = backbone if backbone is not None else prev.get("backbone", "auto")
     seed = int(seed if seed is not None else prev.get("seed", 0))
     threshold = threshold if threshold is not None else prev.get("threshold")
-    emb = dataset_embeddings(store, dataset_id, backbone=backbone, device=device,
-                             reporter=SubReporter(reporter, 0.0, 0.3))
+    emb = embeddings
+    if emb is None:
+        emb = dataset_embeddings(store, dataset_id, backbone=backbone, device=device,
+                                 reporter=SubReporter(reporter, 0.0, 0.3))
     reporter.check_cancelled()
     info = store.dataset_info(dataset_id)
     labels, excluded = store.effective_labels(dataset_id)
@@ -176,9 +190,8 @@ def current_mislabels(
     return df
 
 
-def _candidates(store: Store, dataset_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _candidates(store: Store, dataset_id: int, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training rows that are not excluded, validation rows, and the current labels."""
-    _, split = store.get_dataset(dataset_id)
     labels, excluded = store.effective_labels(dataset_id)
     cand = split.train[~excluded[split.train]]
     val = split.val[~excluded[split.val]]
@@ -204,21 +217,19 @@ def run_selection(
 
     reporter = reporter or NullReporter()
     info = store.dataset_info(dataset_id)
-    emb = dataset_embeddings(
-        store,
-        dataset_id,
-        backbone=spec.backbone,
-        device=spec.device,
-        reporter=SubReporter(reporter, 0.0, 0.1),
-    )
+    dataset, split = store.get_dataset(dataset_id)  # read once: embedding, detection and split use it
+    emb = _embed(store, dataset, split, backbone=spec.backbone, device=spec.device,
+                 reporter=SubReporter(reporter, 0.0, 0.1))
+    del dataset  # an image stack is not needed past the embedding
     mis = current_mislabels(
         store,
         dataset_id,
         backbone=spec.backbone,
         device=spec.device,
         reporter=SubReporter(reporter, 0.1, 0.2),
+        embeddings=emb,
     )
-    cand, val, labels = _candidates(store, dataset_id)
+    cand, val, labels = _candidates(store, dataset_id, split)
     reporter.check_cancelled()
     from core.device import resolve_device
 
@@ -308,13 +319,13 @@ def run_value_curve(
     dataset, split = store.get_dataset(dataset_id)
     if len(split.test) == 0:
         raise ConfigError("This dataset has no test split, so subset value cannot be measured.")
-    emb = dataset_embeddings(
-        store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0, 0.05)
-    )
+    emb = _embed(store, dataset, split, backbone=backbone, device=device,
+                 reporter=SubReporter(reporter, 0, 0.05))
     mis = current_mislabels(
-        store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0.05, 0.1)
+        store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0.05, 0.1),
+        embeddings=emb,
     )
-    cand, val, labels = _candidates(store, dataset_id)
+    cand, val, labels = _candidates(store, dataset_id, split)
     test = split.test
     # Subset value is accuracy on a *clean* test split: where the true labels are known
     # (demos with injected noise) they score it; otherwise the reviewed labels do.

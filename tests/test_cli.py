@@ -169,3 +169,45 @@ def test_a_long_multi_line_error_is_still_one_bounded_line(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and len(err) < 2100
     assert err.startswith("hostcp inspect: error: 5000 images could not be read: a.png: bad b.png")
+
+
+def test_select_reads_embeds_and_detects_once(small_csv, tmp_path, monkeypatch, capsys):
+    """Nothing in the select path is done twice: one read of the stored data, one embedding,
+    one detector run (HOST-CP takes the job's flags instead of detecting again)."""
+    import core.embeddings
+    import core.mislabel
+    from core.store import Store
+
+    calls: dict[str, int] = {}
+
+    def counted(owner, name):
+        fn = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    counted(Store, "get_dataset")
+    counted(core.embeddings, "embed")
+    counted(core.mislabel, "detect_mislabels")
+    code = main(["select", str(small_csv), "--out", str(tmp_path / "out"), "--budget", "0.1",
+                 "--set", "epochs=1", "--set", "swap_passes=0"])
+    assert code == 0, capsys.readouterr().err
+    assert calls == {"get_dataset": 1, "embed": 1, "detect_mislabels": 1}
+
+
+def test_the_console_script_exits_fast_with_its_output_and_status(small_csv, tmp_path):
+    """`hostcp` ends with os._exit (no interpreter teardown): output must still be flushed, codes kept."""
+    out = tmp_path / "out"
+    proc = subprocess.run([HOSTCP, "select", str(small_csv), "--out", str(out), "--method", "random"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    said = re.match(r"selected (\d+) of (\d+) candidates with random; ", proc.stdout)  # flushed first
+    assert said, proc.stdout
+    sel = _selection(out)
+    assert (int(said[1]), int(said[2])) == (sel["selected"].sum(), sel["value"].notna().sum())
+    bad = subprocess.run([HOSTCP, "select", str(tmp_path / "missing.csv"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such file" in bad.stderr

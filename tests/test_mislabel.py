@@ -17,6 +17,7 @@ from core.mislabel import (
     detect_mislabels,
     out_of_fold_proba,
 )
+from core.mislabel.oof import fit_rows
 from core.mislabel.signals import neighbours, representation_cost
 
 
@@ -242,3 +243,55 @@ def test_every_noise_estimate_handles_an_empty_class(small, method):
     res = detect_mislabels(x, y, n_classes=6, config=DetectorConfig(noise_estimate=method))
     assert 0.02 < res.noise_rate < 0.3  # 10% flipped
     assert res.flagged.sum() == pytest.approx(res.noise_rate * len(y), abs=2)
+
+
+# --- out-of-fold models at scale: each fold's model fit on a capped sample -------------------------
+
+
+def test_fit_rows_below_the_cap_takes_every_row_unweighted():
+    y = np.arange(1000) % 3
+    rows, weight = fit_rows(y, 3, 1000, np.random.default_rng(0))
+    assert np.array_equal(rows, np.arange(1000)) and weight is None
+    rows, weight = fit_rows(y, 3, None, np.random.default_rng(0))
+    assert np.array_equal(rows, np.arange(1000)) and weight is None
+
+
+def test_fit_rows_above_the_cap_keeps_rare_classes_and_the_class_weights():
+    y = np.r_[np.zeros(10_000, int), np.ones(30, int), np.full(5_000, 3)]  # class 2 is empty
+    rows, weight = fit_rows(y, 4, 1_000, np.random.default_rng(0))
+    assert 1_000 <= len(rows) <= 1_500
+    assert np.all(np.diff(rows) > 0)  # distinct, in the folds' order
+    counts = np.bincount(y[rows], minlength=4)
+    assert counts[1] == 30  # a class below its floor is kept whole
+    assert counts[0] == pytest.approx(2 * counts[3], rel=0.01)  # the others in proportion
+    per_class = np.bincount(y[rows], weights=weight, minlength=4)
+    np.testing.assert_allclose(per_class, np.bincount(y, minlength=4))  # weighted back to the full folds
+
+
+def test_the_cap_changes_nothing_below_it_and_little_above(noisy_digits):
+    """Digits' folds hold 1,438 rows: a cap above that is exact; 700 rows cost little AUROC.
+
+    Measured (seed 0): AUROC of 1 - p[y] 0.9973 on all rows, 0.9947 capped at 700.
+    """
+    x, _, noisy, truth, proba, _ = noisy_digits
+    rows = np.arange(len(noisy))
+    assert np.array_equal(out_of_fold_proba(x, noisy, n_classes=10, seed=0, max_fit_rows=None), proba)
+    capped = out_of_fold_proba(x, noisy, n_classes=10, seed=0, max_fit_rows=700)
+    assert not np.allclose(capped, proba)  # the cap did apply
+    full_auc = roc_auc_score(truth, 1 - proba[rows, noisy])
+    assert roc_auc_score(truth, 1 - capped[rows, noisy]) > full_auc - 0.01
+
+
+def test_the_detector_passes_its_cap_to_the_fold_models(small):
+    x, y, _ = small
+    res = detect_mislabels(x, y, n_classes=5, config=DetectorConfig(oof_max_rows=100))
+    proba = out_of_fold_proba(x, y, n_classes=5, max_fit_rows=100)
+    np.testing.assert_allclose(res.signals["self_confidence"], 1 - proba[np.arange(len(y)), y])
+
+
+@pytest.mark.parametrize("bad", [0, 1, 2.5, True, "all"])
+def test_cap_errors(bad):
+    with pytest.raises(ConfigError, match="oof_max_rows"):
+        DetectorConfig(oof_max_rows=bad)
+    with pytest.raises(ConfigError, match="max_fit_rows"):
+        out_of_fold_proba(X, Y, n_classes=2, max_fit_rows=bad)

@@ -7,7 +7,10 @@ lets a point vote for itself):
 1. ``self_confidence``: ``1 - p_i[y_i]`` where ``p_i`` are *out-of-fold*
    class probabilities (:func:`out_of_fold_proba`: logistic regression on
    standardised embeddings, stratified K folds, so the model that scores a
-   point never saw its label). This is cleanlab's default label quality score.
+   point never saw its label; above ``DetectorConfig.oof_max_rows`` training
+   rows a fold's model is fit on a weighted stratified sample of them, which
+   keeps a million points to about half a minute). This is cleanlab's default
+   label quality score.
 2. ``knn``: share of the ``k`` nearest neighbours (embedding, Euclidean,
    self excluded by index) whose label differs from ``y_i``.
 3. ``representation``: HOST-CP's cost of representing ``i`` under a

@@ -10,6 +10,7 @@ import numpy as np
 
 from core.errors import ConfigError
 from core.mislabel.oof import (
+    MAX_FIT_ROWS,
     cleanlab_issues,
     compute_oof,
     present_classes,
@@ -41,12 +42,18 @@ class DetectorConfig:
     reverse_k: int = 20  # neighbour lists searched for the reverse-kNN signal
     knn_weight: float = 0.5  # share of the kNN label distribution in the suggested-label posterior
     noise_estimate: str = "cleanlab_posterior"  # how the flag count is estimated (see _noise_rate)
+    # most rows each out-of-fold model is fit on (None: all); below it nothing is sampled
+    oof_max_rows: int | None = MAX_FIT_ROWS
 
     def __post_init__(self) -> None:
         for name in ("knn_k", "rep_k", "reverse_k"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ConfigError(f"{name} must be a positive int; got {value!r}.")
+        rows = self.oof_max_rows
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int | np.integer)
+                                 or rows < 2):
+            raise ConfigError(f"oof_max_rows must be None (all rows) or an int of at least 2; got {rows!r}.")
         if not 0.0 <= self.knn_weight <= 1.0:
             raise ConfigError(f"knn_weight must be in [0, 1]; got {self.knn_weight}.")
         if self.noise_estimate not in NOISE_ESTIMATES:
@@ -139,7 +146,7 @@ def detect_mislabels(
     n = len(y)
     rows = np.arange(n)
     if pred_probs is None:
-        proba = compute_oof(x, y, n_classes, folds, seed)
+        proba = compute_oof(x, y, n_classes, folds, seed, max_fit_rows=cfg.oof_max_rows)
     else:
         proba = validate_pred_probs(pred_probs, n, n_classes)
     k = max(cfg.knn_k, cfg.rep_k, cfg.reverse_k)

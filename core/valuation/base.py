@@ -27,6 +27,7 @@ __all__ = [
     "register",
     "get_method",
     "available_methods",
+    "BUILTIN_METHODS",
     "top_k_mask",
     "stratified_quotas",
     "SelectOutput",
@@ -34,22 +35,23 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Modules holding the built-in methods, imported on the first registry access
-#: (lazily, so that ``core.selection`` can import this module without a cycle).
-_BUILTIN_MODULES = (
-    "hostcp",
-    "random",
-    "clean_random",
-    "kcenter",
-    "facility_location",
-    "knn_shapley",
-    "data_oob",
-)
+#: The built-in methods: name -> (module in ``core.valuation``, label), HOST-CP first. Listing
+#: them needs no import; a method's module (torch, cvxpy, sklearn...) is imported when the method is
+#: built, so that ``hostcp select`` and a page that lists the methods pay only for the one they use.
+#: Each module registers its class under the same name and label (a test checks that they agree).
+BUILTIN_METHODS: dict[str, tuple[str, str]] = {
+    "hostcp": ("hostcp", "HOST-CP (subset-aware, learned)"),
+    "random": ("random", "Random (stratified)"),
+    "clean_random": ("clean_random", "Drop flagged, then random"),
+    "kcenter": ("kcenter", "k-center greedy coreset"),
+    "facility_location": ("facility_location", "Facility location (greedy, per class)"),
+    "knn_shapley": ("knn_shapley", "KNN-Shapley (top-k)"),
+    "data_oob": ("data_oob", "Data-OOB (top-k)"),
+}
 _REGISTRY: dict[str, tuple[type[SelectionMethod], str]] = {}
 
 #: What ``SelectionMethod._select`` returns: (selected (N,) bool, scores (N,), info).
 SelectOutput = tuple[np.ndarray, np.ndarray, dict[str, Any]]
-_LOADED = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -232,21 +234,20 @@ def register(name: str, label: str) -> Callable[[type[SelectionMethod]], type[Se
     return deco
 
 
-def _load_builtins() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(f"core.valuation.{mod}")
+def _load(name: str) -> None:
+    """Import the module of built-in method ``name`` (it registers itself), if not done yet."""
+    if name in BUILTIN_METHODS and name not in _REGISTRY:
+        importlib.import_module(f"core.valuation.{BUILTIN_METHODS[name][0]}")
 
 
 def available_methods() -> dict[str, str]:
-    """Registered methods: name -> human-readable label, HOST-CP first."""
-    _load_builtins()
-    rank = {name: i for i, name in enumerate(_BUILTIN_MODULES)}
-    names = sorted(_REGISTRY, key=lambda nm: (rank.get(nm, len(rank)), nm))
-    return {name: _REGISTRY[name][1] for name in names}
+    """Registered methods: name -> human-readable label, built-in ones first (HOST-CP first).
+
+    Imports no method's module: built-in methods are listed from :data:`BUILTIN_METHODS`.
+    """
+    out = {name: label for name, (_, label) in BUILTIN_METHODS.items()}
+    out.update((name, _REGISTRY[name][1]) for name in sorted(_REGISTRY) if name not in BUILTIN_METHODS)
+    return out
 
 
 def get_method(name: str, **config: Any) -> SelectionMethod:
@@ -258,10 +259,10 @@ def get_method(name: str, **config: Any) -> SelectionMethod:
     Raises:
         ConfigError: unknown name or unknown setting.
     """
-    _load_builtins()
+    _load(name)
     if name not in _REGISTRY:
         raise ConfigError(
-            f"Unknown selection method {name!r}; expected one of {sorted(_REGISTRY)}."
+            f"Unknown selection method {name!r}; expected one of {sorted(available_methods())}."
         )
     cls, _ = _REGISTRY[name]
     try:
