@@ -51,16 +51,29 @@ class _EngineSlot:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._owner: int | None = None
+        self._waiting: set[int] = set()
 
     def acquire(self, job_id: int, should_stop: Callable[[], bool]) -> bool:
-        """Wait for the slot; ``False`` (without it) once ``should_stop()`` says so."""
+        """Wait for the slot, in job order; ``False`` (without it) once ``should_stop()`` says so.
+
+        Jobs get the slot in the order they were submitted (smallest id first), and a
+        job asked to stop while it waited never takes it, even when the slot frees at
+        the same moment (both used to race: a cancelled queued job could still start).
+        """
         with self._cond:
-            while self._owner is not None:
+            self._waiting.add(job_id)
+            try:
+                while self._owner is not None or min(self._waiting) != job_id:
+                    if should_stop():
+                        return False
+                    self._cond.wait(0.25)
                 if should_stop():
                     return False
-                self._cond.wait(0.25)
-            self._owner = job_id
-            return True
+                self._owner = job_id
+                return True
+            finally:
+                self._waiting.discard(job_id)
+                self._cond.notify_all()
 
     def release(self, job_id: int) -> None:
         """Free the slot if ``job_id`` still holds it (an abandoned job no longer does)."""
