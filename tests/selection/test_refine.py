@@ -8,8 +8,8 @@ import torch
 
 from core.progress import NullReporter
 from core.selection.layer import SelectionLayer
-from core.selection.refine import NearestChosen, cluster_batches, outside_gain
 from core.selection.readout import swap_pass as _swap_pass
+from core.selection.refine import NearestChosen, cluster_batches, outside_gain
 from core.selection.selector import HostCPConfig, SelectionModel
 
 
