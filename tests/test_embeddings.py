@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from memmap_helpers import is_mapped
 from sklearn.datasets import load_digits
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -429,28 +430,16 @@ def test_small_cnn_learns_only_from_train_rows(tmp_path):
     assert not np.array_equal(a, c)  # trained on all rows, the other labels matter
 
 
-def _is_mapped(a: np.ndarray) -> bool:
-    """True when ``a``'s memory belongs to a memory map (np.load(mmap_mode=...))."""
-    import mmap
-
-    base = a
-    while base is not None:
-        if isinstance(base, np.memmap | mmap.mmap):
-            return True
-        base = getattr(base, "base", None)
-    return False
-
-
 def test_large_cache_hit_is_memory_mapped_read_only_and_survives_a_rewrite(tmp_path, monkeypatch):
     import core.embeddings.cache as cache
 
     x = np.random.default_rng(0).normal(size=(4200, 64)).astype(np.float32)  # 1.07 MB > 1 MiB
     ds = _dataset(features=x)
     first = embed(ds, cache_dir=tmp_path)
-    assert not _is_mapped(first)  # freshly computed: in memory
+    assert not is_mapped(first)  # freshly computed: in memory
     monkeypatch.setattr(cache, "FINITE_CHECK_ROWS", 1000)  # the check streams in blocks
     hit = embed(ds, cache_dir=tmp_path)
-    assert _is_mapped(hit) and type(hit) is np.ndarray and hit.dtype == np.float32
+    assert is_mapped(hit) and type(hit) is np.ndarray and hit.dtype == np.float32
     np.testing.assert_array_equal(hit, first)
     with pytest.raises(ValueError, match="read-only"):
         hit[0, 0] = 1.0
@@ -473,4 +462,4 @@ def test_small_cache_hit_is_read_whole(tmp_path):
     ds = _dataset(features=x)
     embed(ds, cache_dir=tmp_path)
     hit = embed(ds, cache_dir=tmp_path)
-    assert not _is_mapped(hit) and hit.flags.writeable
+    assert not is_mapped(hit) and hit.flags.writeable

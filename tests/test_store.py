@@ -10,6 +10,7 @@ import sqlite3
 import numpy as np
 import pandas as pd
 import pytest
+from memmap_helpers import is_mapped
 
 from core.errors import StoreError
 from core.store import SCHEMA_VERSION, Store
@@ -188,18 +189,6 @@ def test_interrupted_jobs_are_marked_failed(store):
     assert store.get_job(own).status == "queued"
 
 
-def _is_mapped(a: np.ndarray) -> bool:
-    """True when ``a``'s memory belongs to a memory map (np.load(mmap_mode=...))."""
-    import mmap
-
-    base = a
-    while base is not None:
-        if isinstance(base, np.memmap | mmap.mmap):
-            return True
-        base = getattr(base, "base", None)
-    return False
-
-
 @pytest.mark.parametrize("shape", [(300_000,), (1100, 256)])
 def test_large_arrays_come_back_mapped_and_can_be_rewritten(store, digits_dataset, digits_split, shape):
     did = store.add_dataset(digits_dataset, digits_split)
@@ -208,7 +197,7 @@ def test_large_arrays_come_back_mapped_and_can_be_rewritten(store, digits_datase
     assert old.nbytes >= 1 << 20  # above the mapping threshold
     store.put_artifact(did, "embedding", "k", old)
     got = store.get_artifact(did, "embedding", "k")
-    assert _is_mapped(got) and type(got) is np.ndarray and got.shape == shape
+    assert is_mapped(got) and type(got) is np.ndarray and got.shape == shape
     np.testing.assert_array_equal(got, old)
     with pytest.raises(ValueError, match="read-only"):
         got[0] = 1.0
@@ -222,5 +211,5 @@ def test_large_arrays_come_back_mapped_and_can_be_rewritten(store, digits_datase
 def test_small_arrays_are_read_whole(store):
     fname = store.save_array("small", np.arange(10))
     got = store.load_array(fname)
-    assert not _is_mapped(got) and got.flags.writeable
+    assert not is_mapped(got) and got.flags.writeable
     np.testing.assert_array_equal(got, np.arange(10))
