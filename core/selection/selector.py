@@ -185,6 +185,10 @@ def _online_pass(run: _Run, ep: int, *, learning: bool) -> np.ndarray:
     quota_left = _class_quota(task.y_train[points], run.allowed[points], k, task.n_classes)
     n = layer.n
     n_batches = math.ceil(len(points) / n)
+    # allowed points per class not yet reached in this pass, kept as the pass moves on (a count of
+    # the rest of the order at every batch would cost O(N) per batch, O(N^2 / n) a pass)
+    y_allowed = task.y_train[order][run.allowed[order]]
+    left = np.bincount(y_allowed, minlength=task.n_classes).astype(float)
     for g0 in range(0, n_batches, cfg.solve_group):
         run.reporter.check_cancelled()
         existing = np.flatnonzero(selected)  # one snapshot for the whole group
@@ -194,13 +198,10 @@ def _online_pass(run: _Run, ep: int, *, learning: bool) -> np.ndarray:
         with torch.set_grad_enabled(do_phi):
             for b in range(g0, min(g0 + cfg.solve_group, n_batches)):
                 idx = order[b * n:(b + 1) * n]
-                here = run.allowed[idx].sum()
-                left_pts = run.allowed[order[b * n:]].sum()
-                bud = min(float(here), k_left * here / max(left_pts, 1))
-                quota = None
-                if cfg.class_quotas:
-                    quota = _batch_quota(quota_left, task.y_train, run.allowed, order[b * n:], idx,
-                                         task.n_classes)
+                here = np.bincount(task.y_train[idx][run.allowed[idx]], minlength=task.n_classes)
+                bud = min(float(here.sum()), k_left * here.sum() / max(left.sum(), 1))
+                quota = _batch_quota(quota_left, left, here) if cfg.class_quotas else None
+                left -= here
                 group.append(batch_inputs(run.model, layer, run.data, idx, existing, bud, quota, cfg))
             if learning and not do_phi:
                 for batch in group:
@@ -317,12 +318,13 @@ def _class_quota(y: np.ndarray, allowed: np.ndarray, k: int, n_classes: int) -> 
     return stratified_quotas(y, k, n_classes, allowed=allowed).astype(float)
 
 
-def _batch_quota(
-    quota_left: np.ndarray, y: np.ndarray, allowed: np.ndarray, rest: np.ndarray,
-    idx: np.ndarray, n_classes: int,
-) -> np.ndarray:
-    """Per-class budget of one batch: its share of what is left, with room to spare."""
-    left = np.bincount(y[rest][allowed[rest]], minlength=n_classes).astype(float)
-    here = np.bincount(y[idx][allowed[idx]], minlength=n_classes).astype(float)
+def _batch_quota(quota_left: np.ndarray, left: np.ndarray, here: np.ndarray) -> np.ndarray:
+    """Per-class budget of one batch: its share of what is left, with room to spare.
+
+    Args:
+        quota_left: ``(C,)`` picks still allowed per class in this pass.
+        left: ``(C,)`` allowed points per class from this batch to the end of the pass.
+        here: ``(C,)`` allowed points per class in this batch.
+    """
     share = np.where(left > 0, quota_left * here / np.maximum(left, 1), 0.0)
     return np.minimum(np.maximum(quota_left, 0), 1.5 * share + 0.5)
