@@ -23,29 +23,20 @@ class Neighbours:
     dist: np.ndarray  # (N, k) float64 Euclidean distances
 
 
-def _drop_self(index: np.ndarray, dist: np.ndarray, k: int) -> Neighbours:
-    """Remove each row's own index (or the farthest column if self was not returned)."""
-    n = len(index)
-    is_self = index == np.arange(n)[:, None]
-    no_self = ~is_self.any(1)
-    is_self[no_self, -1] = True  # duplicates pushed self out of the list: drop the last
-    keep = ~is_self
-    idx = index[keep].reshape(n, -1)[:, :k]
-    dst = dist[keep].reshape(n, -1)[:, :k]
-    return Neighbours(index=idx.astype(np.int64), dist=dst)
-
-
 def neighbours(x: np.ndarray, k: int) -> Neighbours:
-    """Exact ``k`` nearest neighbours of each row of ``x`` among the other rows."""
-    from sklearn.neighbors import NearestNeighbors
-    from threadpoolctl import threadpool_limits
+    """The ``k`` nearest neighbours of each row of ``x`` among the other rows (:func:`core.knn.knn`).
+
+    Exact up to :data:`core.knn.EXACT_MAX_PAIRS` point pairs (every size the detector was
+    tuned and tested on), approximate (IVF) beyond; distances are recomputed exactly in
+    float64 for the neighbours found, so exact duplicates are at distance 0.
+    """
+    from core.knn import knn
 
     k = int(min(k, len(x) - 1))
-    # One thread: OpenMP/BLAS threads spinning on a busy machine were up to 10x slower here.
-    with threadpool_limits(limits=1):
-        nn = NearestNeighbors(n_neighbors=k + 1).fit(x)
-        dist, index = nn.kneighbors(x)
-    return _drop_self(index, dist, k)
+    if k < 1:  # a single point has no other rows
+        return Neighbours(index=np.zeros((len(x), 0), dtype=np.int64), dist=np.zeros((len(x), 0)))
+    dist, index = knn(np.asarray(x, dtype=np.float64), k, exclude_self=True)
+    return Neighbours(index=index.astype(np.int64), dist=dist.astype(np.float64))
 
 
 def knn_label_distribution(nb: Neighbours, y: np.ndarray, n_classes: int, k: int) -> np.ndarray:

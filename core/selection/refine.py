@@ -19,17 +19,40 @@ outside the batch. With that term the batch problem is the whole set's
 objective restricted to the batch's decisions (exact for one opened point, an
 upper bound on the gain when two batch points serve the same outside point).
 
-The nearest and second-nearest chosen point of every point are kept up to
-date incrementally (:class:`NearestChosen`), so a pass costs about
-``O(N^2 p / n)`` distance work rather than ``O(N^2 k p / n)``.
+The two nearest chosen points of every point are kept up to date
+incrementally (:class:`NearestChosen`). Up to :data:`EXACT_MAX_POINTS` points
+each step uses dense ``N x batch`` distance blocks. Above it (the *graph* path)
+each point's ``m`` nearest neighbours (:func:`core.knn.knn`) bound the work: a
+point whose two nearest chosen points are in its own list can only change, or
+gain, through a point of that list (on an exact graph every point nearer than
+the list's radius is in it); the few *poorly covered* points (a top-2 point
+outside the list) are checked directly after a bounding-ball filter. On an
+exact graph that is exact (the tests compare both paths); on an IVF graph
+(above :data:`GRAPH_EXACT_MAX_PAIRS` pairs) a missed neighbour can leave a
+top-2 distance too high or a gain too low, never a removed point in a top-2.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-__all__ = ["NearestChosen", "cluster_batches", "outside_gain"]
+from core.knn import knn
+
+__all__ = ["EXACT_MAX_POINTS", "NearestChosen", "cluster_batches", "outside_gain"]
+
+#: Dense ``N x batch`` path up to this many points, the graph path above. Measured
+#: (``benchmarks/readout.py --refine``, 32-d mixture, 10 % chosen, torch at 1 thread; one pass,
+#: graph build included, dense / graph): 5k points 2 / 1 s, 10k 6 / 4 s, 20k 22 / 9 s,
+#: 100k 484 / 74 s; the graph path is also the more accurate one (exact zeros, no cdist matmul).
+EXACT_MAX_POINTS = 5_000
+#: Graph neighbours per point: about this many per chosen point's share, within the bounds.
+GRAPH_COVER, GRAPH_MIN, GRAPH_MAX = 4.0, 16, 64
+#: The graph is exact up to this many point pairs (one flat search, ~110k points: 100k took
+#: 27-80 s here in 32-d, by load), IVF above.
+GRAPH_EXACT_MAX_PAIRS = 1.2e10
 
 
 class NearestChosen:
@@ -39,19 +62,121 @@ class NearestChosen:
         feats: ``(N, p)`` points in f_phi space (fixed during the pass).
         chosen: ``(N,)`` bool, the current set (copied).
         chunk: Rows per distance block (bounds memory at ``chunk * k`` floats).
+        graph: ``None`` picks by size (:data:`EXACT_MAX_POINTS`); ``True`` / ``False`` forces the
+            graph / dense path.
+        n_neighbors: Neighbours per point of the graph (``None``: from the set's size).
+        knn_graph: ``(dist (N, m), index (N, m))`` from :func:`core.knn.knn` on ``feats``, to reuse
+            one graph across passes (``near.knn_graph`` of an earlier pass on the same ``feats``).
     """
 
-    def __init__(self, feats: torch.Tensor, chosen: np.ndarray, *, chunk: int = 4096) -> None:
+    def __init__(
+        self, feats: torch.Tensor, chosen: np.ndarray, *, chunk: int = 4096, graph: bool | None = None,
+        n_neighbors: int | None = None, knn_graph: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         self.f = feats
         self.chosen = np.asarray(chosen, dtype=bool).copy()
         self.chunk = chunk
         n = len(feats)
-        self.d = torch.full((n, 2), float("inf"), dtype=feats.dtype, device=feats.device)
-        self.i = torch.full((n, 2), -1, dtype=torch.long, device=feats.device)
-        self._recompute(np.arange(n))
+        dev = feats.device
+        self.d = torch.full((n, 2), float("inf"), dtype=feats.dtype, device=dev)
+        self.i = torch.full((n, 2), -1, dtype=torch.long, device=dev)
+        self.uses_graph = ((n > EXACT_MAX_POINTS) if graph is None else bool(graph)) and n > 2
+        self.graph_exact = float(n) * n <= GRAPH_EXACT_MAX_PAIRS
+        self.knn_graph = None  # (dist (N, m), index (N, m)) on the graph path
+        if self.uses_graph:
+            self._build_graph(n_neighbors, knn_graph)
+            self._recompute(np.arange(n))
+        else:
+            self._recompute_dense(np.arange(n))
 
-    def _recompute(self, rows: np.ndarray) -> None:
-        """Exact top-2 of ``rows`` against the current set."""
+    def _build_graph(self, m: int | None, given: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        n, dev = len(self.f), self.f.device
+        if given is None:
+            k = max(int(self.chosen.sum()), 1)
+            m = m or max(GRAPH_MIN, min(GRAPH_MAX, math.ceil(GRAPH_COVER * n / k)))
+            given = knn(self.f, min(m, n - 1), exact=self.graph_exact)  # (N, m), self excluded
+        dist, idx = (t.to(dev) for t in given)
+        self.knn_graph = (dist, idx)
+        rows = torch.arange(n, device=dev)[:, None]
+        self.nbr = torch.cat([rows, idx], dim=1)  # (N, m + 1): self first
+        self.nd = torch.cat([torch.zeros_like(dist[:, :1]), dist], dim=1).to(self.f.dtype)
+        self.radius = self.nd[:, -1]  # (N,) r_i
+        flat = self.nbr.reshape(-1)
+        self._by_col = torch.argsort(flat, stable=True)  # entries grouped by the listed point
+        counts = torch.bincount(flat, minlength=n)
+        self._ptr = torch.cat([torch.zeros(1, dtype=torch.long, device=dev), torch.cumsum(counts, 0)])
+        self._on = torch.as_tensor(self.chosen, device=dev)
+        self._poor = torch.ones(n, dtype=torch.bool, device=dev)  # a top-2 point not in the row's list
+        self._poor_idx = torch.arange(n, device=dev)  # the same rows as indices, kept in step
+
+    def _listing(self, pts: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Rows whose list (self included) holds any of ``pts``, unique."""
+        dev = self.f.device
+        p = torch.as_tensor(pts, device=dev, dtype=torch.long)
+        if len(p) == 0:
+            return torch.zeros(0, dtype=torch.long, device=dev)
+        starts = self._ptr[p]
+        lens = self._ptr[p + 1] - starts
+        offs = torch.repeat_interleave(starts - torch.cumsum(lens, 0) + lens, lens)
+        ent = self._by_col[torch.arange(int(lens.sum()), device=dev) + offs]
+        return torch.unique(ent // self.nbr.shape[1])
+
+    def _chosen_ids(self, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        on = self._on if exclude is None else self._on & ~exclude
+        return torch.nonzero(on).reshape(-1)
+
+    def _search(self, rows: torch.Tensor, ids: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(d, i) (R, kk)``: top-``kk`` of ``rows`` among ``ids`` (inf / -1 padded); exact up to
+        :data:`core.knn.EXACT_MAX_PAIRS` pairs (only a huge set's first top-2 can go IVF)."""
+        dev = self.f.device
+        d = torch.full((len(rows), kk), float("inf"), dtype=self.f.dtype, device=dev)
+        i = torch.full((len(rows), kk), -1, dtype=torch.long, device=dev)
+        if len(rows) == 0 or len(ids) == 0:
+            return d, i
+        got = min(kk, len(ids))
+        dist, j = knn(self.f[ids], got, queries=self.f[rows])
+        d[:, :got], i[:, :got] = dist.to(d.dtype), ids[j]
+        return d, i
+
+    def _recompute(self, rows: np.ndarray | torch.Tensor) -> None:
+        """Exact top-2 of ``rows`` against the current set (graph path)."""
+        dev = self.f.device
+        r = torch.as_tensor(rows, device=dev, dtype=torch.long)
+        if len(r) == 0:
+            return
+        on = self._on[self.nbr[r]]  # (R, m + 1) listed points that are chosen, nearest first
+        rank = torch.cumsum(on, dim=1, dtype=torch.int32)
+        inf = torch.tensor(float("inf"), dtype=self.f.dtype, device=dev)
+        for t in (0, 1):
+            hit = on & (rank == t + 1)
+            col = hit.long().argmax(dim=1)
+            found = hit.any(dim=1)
+            self.d[r, t] = torch.where(found, self.nd[r, col], inf)
+            self.i[r, t] = torch.where(found, self.nbr[r, col], -1)
+        short = r[rank[:, -1] < 2]  # fewer than two chosen in the list: search the set
+        if len(short):
+            d, i = self._search(short, self._chosen_ids(), 2)
+            self.d[short], self.i[short] = d, i
+        self._set_poor(r)
+
+    def _set_poor(self, rows: torch.Tensor) -> None:
+        """Recompute the poorly covered flag of ``rows`` and keep the index list in step (no O(N) scan).
+
+        Poorly covered: a top-2 point missing from the row's own list (on an exact graph, the
+        second nearest chosen point at ``>= r_i``); every other row is found through its list.
+        """
+        listed = self.nbr[rows]  # (R, m + 1)
+        now = ~((listed == self.i[rows, :1]).any(dim=1) & (listed == self.i[rows, 1:]).any(dim=1))
+        was = self._poor[rows]
+        off, on = rows[was & ~now], rows[now & ~was]
+        if len(off) == 0 and len(on) == 0:
+            return
+        self._poor[rows] = now
+        keep = self._poor_idx if len(off) == 0 else self._poor_idx[~torch.isin(self._poor_idx, off)]
+        self._poor_idx = torch.cat([keep, on])
+
+    def _recompute_dense(self, rows: np.ndarray) -> None:
+        """Exact top-2 of ``rows`` against the current set (dense path, unchanged)."""
         ids = torch.as_tensor(np.flatnonzero(self.chosen), device=self.f.device)
         if len(rows) == 0:
             return
@@ -67,6 +192,12 @@ class NearestChosen:
 
     def rest_distance(self, batch: np.ndarray) -> torch.Tensor:
         """``(N,)`` distance from each point to its nearest chosen point outside ``batch`` (inf if none)."""
+        if self.uses_graph:
+            out = self.d[:, 0].clone()
+            inb = self._mask(batch)
+            rows = torch.unique(torch.cat([self._listing(batch), self._poor_idx]))
+            out[rows] = self._rest_rows(rows, inb)
+            return out
         inb = torch.zeros(len(self.f), dtype=torch.bool, device=self.f.device)
         inb[torch.as_tensor(batch, device=self.f.device)] = True
         valid = (self.i >= 0) & ~inb[self.i.clamp_min(0)]
@@ -80,12 +211,40 @@ class NearestChosen:
             out[t] = torch.cdist(self.f[t], self.f[torch.as_tensor(rest, device=self.f.device)]).min(1).values
         return out
 
+    def _mask(self, pts: np.ndarray) -> torch.Tensor:
+        m = torch.zeros(len(self.f), dtype=torch.bool, device=self.f.device)
+        m[torch.as_tensor(pts, device=self.f.device, dtype=torch.long)] = True
+        return m
+
+    def _rest_rows(self, rows: torch.Tensor, inb: torch.Tensor) -> torch.Tensor:
+        """``(R,)`` exact distance of ``rows`` to the nearest chosen point outside the batch (graph path)."""
+        dev = self.f.device
+        ii, dd = self.i[rows], self.d[rows]
+        valid = (ii >= 0) & ~inb[ii.clamp_min(0)]
+        out = torch.where(valid, dd, torch.full_like(dd, float("inf"))).min(dim=1).values
+        lost = ((ii >= 0) & ~valid).all(dim=1)  # both stored ones in the batch: look further
+        if bool(lost.any()):
+            lr = rows[lost]
+            nb = self.nbr[lr]
+            ok = self._on[nb] & ~inb[nb]  # chosen outside the batch, in the list: nearest first
+            found = ok.any(dim=1)
+            col = ok.long().argmax(dim=1)
+            res = torch.where(found, self.nd[lr, col], torch.tensor(float("inf"), dtype=dd.dtype, device=dev))
+            far = lr[~found]
+            if len(far):
+                res[~found] = self._search(far, self._chosen_ids(exclude=inb), 1)[0][:, 0]
+            out[lost] = res
+        return out
+
     def update(self, added: np.ndarray, removed: np.ndarray) -> None:
         """Apply a batch's swaps: ``added`` and ``removed`` are point indices."""
+        if self.uses_graph:
+            self._update_graph(np.asarray(added, dtype=np.int64), np.asarray(removed, dtype=np.int64))
+            return
         self.chosen[removed] = False
         if len(removed):  # against the set without the added points: the merge below adds them once
             hit = torch.isin(self.i, torch.as_tensor(removed, device=self.f.device)).any(dim=1)
-            self._recompute(np.flatnonzero(hit.cpu().numpy()))
+            self._recompute_dense(np.flatnonzero(hit.cpu().numpy()))
         self.chosen[added] = True
         if len(added):
             a = torch.as_tensor(added, device=self.f.device)
@@ -96,6 +255,50 @@ class NearestChosen:
                 i = torch.cat([self.i[sl], a.expand(len(dist), -1)], dim=1)
                 v, j = torch.topk(d, 2, dim=1, largest=False)
                 self.d[sl], self.i[sl] = v, torch.gather(i, 1, j)
+
+    def _update_graph(self, added: np.ndarray, removed: np.ndarray) -> None:
+        """Only rows listing a swapped point, or poorly covered ones, can change (module docstring)."""
+        dev = self.f.device
+        self.chosen[removed] = False
+        self._on[torch.as_tensor(removed, device=dev)] = False
+        if len(removed):
+            rem = torch.as_tensor(removed, device=dev)
+            cand = torch.unique(torch.cat([self._listing(removed), self._poor_idx]))
+            hit = cand[torch.isin(self.i[cand], rem).any(dim=1)]
+            self._recompute(hit)
+        self.chosen[added] = True
+        self._on[torch.as_tensor(added, device=dev)] = True
+        if len(added):
+            a = torch.as_tensor(added, device=dev)
+            poor = self._poor_idx
+            if len(poor):
+                poor = poor[_ball_filter(self.f[poor], self.f[a], self.d[poor, 1])]
+            rows = torch.unique(torch.cat([self._listing(added), poor]))
+            d = torch.cat([self.d[rows], _pair_dist(self.f[rows], self.f[a])], dim=1)
+            i = torch.cat([self.i[rows], a.expand(len(rows), -1)], dim=1)
+            v, j = torch.topk(d, 2, dim=1, largest=False)
+            self.d[rows], self.i[rows] = v, torch.gather(i, 1, j)
+            self._set_poor(rows)
+
+
+def _pair_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(A, B)`` Euclidean distances as ``|a - b|`` (exact zeros; cdist's matrix product is not)."""
+    step = max(1, (1 << 24) // max(len(b) * a.shape[1], 1))  # rows per block: 16M floats
+    out = a.new_zeros((len(a), len(b)))
+    for s in range(0, len(a), step):
+        out[s:s + step] = (a[s:s + step, None] - b[None]).norm(dim=-1)
+    return out
+
+
+def _ball_filter(f: torch.Tensor, pts: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    """``(R,)`` bool: rows of ``f`` that may lie closer than ``bound`` to some row of ``pts``.
+
+    ``d(i, j) >= |f_i - c| - R`` for the centre ``c`` and radius ``R`` of the ball around
+    ``pts``: rows with ``|f_i - c| - R >= bound`` cannot (a cheap test before exact distances).
+    """
+    c = pts.mean(dim=0, keepdim=True)
+    rad = (pts - c).norm(dim=1).max()
+    return (f - c).norm(dim=1) - rad < bound
 
 
 def outside_gain(
@@ -113,12 +316,36 @@ def outside_gain(
         unit: Distance unit of the batch problem.
     """
     dev = near.f.device
+    b = torch.as_tensor(batch, device=dev, dtype=torch.long)
+    if near.uses_graph:
+        rows, rest = _gaining_rows(near, batch, cap)
+        dist = _pair_dist(near.f[rows], near.f[b])  # (R, r)
+        gain = ((rest[:, None] / unit) ** power - (dist / unit) ** power).clamp_min(0.0) * weights[rows, None]
+        return gain.sum(dim=0)
     rest = near.rest_distance(batch).clamp(max=cap)
     out = torch.ones(len(near.f), dtype=torch.bool, device=dev)
-    out[torch.as_tensor(batch, device=dev)] = False
-    dist = torch.cdist(near.f[out], near.f[torch.as_tensor(batch, device=dev)])  # (N - r, r)
+    out[b] = False
+    dist = torch.cdist(near.f[out], near.f[b])  # (N - r, r)
     gain = ((rest[out, None] / unit) ** power - (dist / unit) ** power).clamp_min(0.0) * weights[out, None]
     return gain.sum(dim=0)
+
+
+def _gaining_rows(near: NearestChosen, batch: np.ndarray, cap: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows outside the batch that can gain from a batch point, and their ``d_rest`` (capped).
+
+    A row that is not poorly covered and lists no batch point has both nearest chosen
+    points in its list and outside the batch, so ``d_rest = d_1 < r_i <= d(i, j)``: no
+    gain. Poorly covered rows pass a bounding-ball test against the batch first.
+    """
+    inb = near._mask(batch)
+    poor = near._poor_idx[~inb[near._poor_idx]]
+    if len(poor):
+        rest_poor = near._rest_rows(poor, inb).clamp(max=cap)
+        b = torch.as_tensor(batch, device=near.f.device, dtype=torch.long)
+        poor = poor[_ball_filter(near.f[poor], near.f[b], rest_poor)]
+    rows = torch.unique(torch.cat([near._listing(batch), poor]))
+    rows = rows[~inb[rows]]
+    return rows, near._rest_rows(rows, inb).clamp(max=cap)
 
 
 def cluster_batches(near: NearestChosen, n: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -131,19 +358,17 @@ def cluster_batches(near: NearestChosen, n: int, rng: np.random.Generator) -> li
     """
     owner = near.i[:, 0].cpu().numpy()
     chosen = rng.permutation(np.flatnonzero(near.chosen))
-    members: dict[int, list[int]] = {int(j): [] for j in chosen}
-    for i in rng.permutation(len(owner)):
-        j = int(owner[i])
-        if j >= 0 and j != i and j in members:
-            members[j].append(int(i))
+    perm = rng.permutation(len(owner))
+    if near.uses_graph:
+        members = _members_vectorised(owner, chosen, perm, near.chosen)
+    else:
+        members = {int(j): [] for j in chosen}
+        for i in perm:
+            j = int(owner[i])
+            if j >= 0 and j != i and j in members:
+                members[j].append(int(i))
     # neighbouring clusters share a batch, so a representative can move between them
-    ids = torch.as_tensor(chosen, device=near.f.device)
-    kk = min(8, len(chosen))
-    fc = near.f[ids]
-    nbr = np.concatenate([  # 8 nearest chosen points of each chosen point, in blocks (k x k can be large)
-        torch.topk(torch.cdist(fc[s:s + near.chunk], fc), kk, dim=1, largest=False).indices.cpu().numpy()
-        for s in range(0, len(chosen), near.chunk)
-    ]) if len(chosen) else np.zeros((0, kk), dtype=int)
+    nbr = _chosen_neighbours(near, chosen)
     done = np.zeros(len(chosen), dtype=bool)
     batches = []
     for p0 in range(len(chosen)):
@@ -163,3 +388,31 @@ def cluster_batches(near: NearestChosen, n: int, rng: np.random.Generator) -> li
             queue += [int(q) for q in nbr[p] if not done[q]]
         batches.append(np.asarray(cur))
     return batches
+
+
+def _members_vectorised(
+    owner: np.ndarray, chosen: np.ndarray, perm: np.ndarray, is_chosen: np.ndarray
+) -> dict[int, list[int]]:
+    """The dense path's member lists (in ``perm`` order) without a Python loop over all points."""
+    o = owner[perm]
+    keep = (o >= 0) & (o != perm)
+    keep[keep] = is_chosen[o[keep]]
+    order = np.argsort(o[keep], kind="stable")
+    pts, own = perm[keep][order], o[keep][order]
+    cuts = np.flatnonzero(np.diff(own)) + 1
+    groups = dict(zip(own[np.r_[0, cuts]].tolist(), np.split(pts, cuts), strict=True)) if len(own) else {}
+    return {int(j): groups[int(j)].tolist() if int(j) in groups else [] for j in chosen}
+
+
+def _chosen_neighbours(near: NearestChosen, chosen: np.ndarray) -> np.ndarray:
+    """``(k, <=8)`` positions (in ``chosen``) of each chosen point's nearest chosen points, self first."""
+    kk = min(8, len(chosen))
+    if len(chosen) == 0:
+        return np.zeros((0, kk), dtype=int)
+    fc = near.f[torch.as_tensor(chosen, device=near.f.device)]
+    if near.uses_graph:  # core.knn: faiss (IVF for very large sets) or blocked torch on CUDA
+        return knn(fc, kk, exclude_self=False)[1].cpu().numpy()
+    return np.concatenate([  # blocks (k x k can be large)
+        torch.topk(torch.cdist(fc[s:s + near.chunk], fc), kk, dim=1, largest=False).indices.cpu().numpy()
+        for s in range(0, len(chosen), near.chunk)
+    ])

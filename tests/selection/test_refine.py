@@ -4,8 +4,10 @@ and a pass keeps the size and class counts while it lowers the facility-location
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+import core.selection.refine as refine_module
 from core.progress import NullReporter
 from core.selection.layer import SelectionLayer
 from core.selection.readout import swap_pass as _swap_pass
@@ -101,3 +103,90 @@ def test_swap_pass_keeps_class_counts_and_lowers_the_cost_of_a_bad_start():
     assert after_set.sum() == 6
     np.testing.assert_array_equal(np.bincount(y[after_set], minlength=2), np.bincount(y[chosen], minlength=2))
     assert cost(after_set) < 0.8 * before
+
+
+# --- the graph path (large N) against the dense one ----------------------------------------------
+
+
+@pytest.fixture
+def one_thread():
+    """Torch at one thread, as HOST-CP runs (float64 cdist at 2 threads on a busy machine: 20x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _medium(n=1200, frac=0.08, seed=0):
+    """Clustered float64 points (exact distances on both paths) and a random start set."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(12, 6, generator=g, dtype=torch.float64) * 3
+    lab = torch.randint(0, 12, (n,), generator=g)
+    f = centres[lab] + torch.randn(n, 6, generator=g, dtype=torch.float64)
+    chosen = np.zeros(n, dtype=bool)
+    chosen[np.random.default_rng(seed).choice(n, int(frac * n), replace=False)] = True
+    return f, chosen
+
+
+@pytest.mark.parametrize(("n_neighbors", "ivf"), [
+    (None, False),
+    (4, False),  # many poorly covered rows take the direct check
+    (None, True),  # an IVF-SQ8 graph: lists ranked on 8-bit codes, slightly off; checked rows cover it
+])
+def test_graph_path_matches_the_dense_path_through_swaps(n_neighbors, ivf, one_thread, monkeypatch):
+    if ivf:
+        monkeypatch.setattr(refine_module, "GRAPH_EXACT_MAX_PAIRS", 0)
+    f, chosen = _medium()
+    dense = NearestChosen(f, chosen, graph=False)
+    graph = NearestChosen(f, chosen, graph=True, n_neighbors=n_neighbors)
+    assert graph.uses_graph and not dense.uses_graph and graph.graph_exact == (not ivf)
+    if n_neighbors == 4:
+        assert graph._poor.float().mean() > 0.3  # the direct check is exercised
+    w = torch.rand(len(f), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    rng = np.random.default_rng(0)
+    for step in range(8):
+        b_dense = cluster_batches(dense, 16, np.random.default_rng(step))
+        b_graph = cluster_batches(graph, 16, np.random.default_rng(step))
+        assert len(b_dense) == len(b_graph)
+        assert all(np.array_equal(a, b) for a, b in zip(b_dense, b_graph, strict=True))
+        idx = b_dense[int(rng.integers(len(b_dense)))]
+        # cdist's matrix-product path leaves ~2e-7 on float64 self-distances; the graph path has 0
+        torch.testing.assert_close(graph.rest_distance(idx), dense.rest_distance(idx), atol=1e-6, rtol=1e-9)
+        for cap, power in ((1e9, 1.0), (2.0, 2.0)):
+            torch.testing.assert_close(outside_gain(graph, idx, w, cap, power=power, unit=0.8),
+                                       outside_gain(dense, idx, w, cap, power=power, unit=0.8),
+                                       atol=1e-5, rtol=1e-7)
+        was = dense.chosen[idx]
+        removed = idx[was][: max(1, int(was.sum()) // 2)]
+        added = idx[~was][: len(removed)]
+        dense.update(added, removed)
+        graph.update(added, removed)
+        np.testing.assert_array_equal(graph.chosen, dense.chosen)
+        torch.testing.assert_close(graph.d, dense.d, atol=1e-6, rtol=1e-9)
+        np.testing.assert_array_equal(graph.i.numpy(), dense.i.numpy())
+    torch.testing.assert_close(graph.d, _brute_top2(f, graph.chosen), atol=1e-6, rtol=1e-9)
+    listed = graph.nbr.numpy()
+    in_list = [(listed == graph.i[:, t:t + 1].numpy()).any(1) for t in (0, 1)]
+    poor = ~(in_list[0] & in_list[1])
+    d2, radius = graph.d[:, 1].numpy(), graph.radius.numpy()
+    assert (d2[~poor] <= radius[~poor]).all()
+    if not ivf:  # on an exact graph a top-2 point outside the list is at least as far as the radius
+        assert (d2[poor] >= radius[poor]).all()
+    np.testing.assert_array_equal(graph._poor.numpy(), poor)  # the index list stays in step
+    assert sorted(graph._poor_idx.tolist()) == np.flatnonzero(poor).tolist()
+
+
+def test_graph_path_reuses_a_given_graph_and_handles_a_set_of_one(one_thread):
+    f, _ = _medium(300)
+    chosen = np.zeros(300, dtype=bool)
+    chosen[5] = True
+    first = NearestChosen(f, chosen, graph=True)
+    again = NearestChosen(f, chosen, graph=True, knn_graph=first.knn_graph)
+    assert again.knn_graph is not None and torch.equal(again.d, first.d)
+    assert torch.isinf(first.d[:, 1]).all() and (first.i[:, 0] == 5).all()
+    rest = first.rest_distance(np.array([5, 6]))
+    assert torch.isinf(rest).all()  # nothing chosen outside the batch
+    gain = outside_gain(first, np.array([5, 6]), torch.ones(300, dtype=f.dtype), cap=3.0)
+    dense = NearestChosen(f, chosen, graph=False)
+    expect = outside_gain(dense, np.array([5, 6]), torch.ones(300, dtype=f.dtype), cap=3.0)
+    torch.testing.assert_close(gain, expect, atol=1e-5, rtol=1e-7)

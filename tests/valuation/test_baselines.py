@@ -7,11 +7,18 @@ import itertools
 import numpy as np
 import pytest
 
+import core.valuation.facility_location as fl_module
 from core.errors import ConfigError, DataError, NotFittedError
 from core.valuation import SelectionTask, available_methods, get_method
 from core.valuation.base import stratified_quotas, top_k_mask
 from core.valuation.data_oob import data_oob_values
-from core.valuation.facility_location import facility_location_greedy, facility_location_joint
+from core.valuation.facility_location import (
+    facility_location_greedy,
+    facility_location_joint,
+    facility_location_per_class,
+    facility_location_sparse,
+    graph_neighbours,
+)
 from core.valuation.kcenter import kcenter_greedy
 from core.valuation.knn_shapley import knn_shapley_values
 
@@ -143,6 +150,83 @@ def test_facility_location_joint_matches_brute_force_and_gives_spread_classes_mo
     allowed[12:16] = False  # one whole blob may not be opened
     order = facility_location_joint(x, y, 4, allowed=allowed)
     assert not np.isin(order, np.arange(12, 16)).any()
+
+
+def _truncated_cost(x, order, m):
+    """Brute force of the sparse greedy's objective: sum_i min(d(i, S), r_i), r_i the m-th distance."""
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    r = np.sort(d + np.diag(np.full(len(x), np.inf)), axis=1)[:, m - 1]
+    return np.minimum(d[:, list(order)].min(1), r).sum() if len(order) else r.sum()
+
+
+def test_sparse_greedy_is_the_exact_greedy_of_the_truncated_cost():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(40, 3))
+    m = 6
+    order, gains = facility_location_sparse(x, 8, n_neighbors=m)
+    greedy = []
+    for _ in range(8):
+        greedy.append(min((j for j in range(40) if j not in greedy),
+                          key=lambda j: _truncated_cost(x, greedy + [j], m)))
+    assert order.tolist() == greedy
+    costs = [_truncated_cost(x, greedy[:t], m) for t in range(9)]
+    np.testing.assert_allclose(gains, -np.diff(costs), rtol=1e-5, atol=1e-6)  # the marginal gains
+
+
+def _kmedian(x, idx):
+    return np.linalg.norm(x[:, None] - x[idx][None], axis=-1).min(1).sum()
+
+
+@pytest.mark.parametrize("budget", [0.05, 0.3])
+def test_sparse_greedy_covers_as_well_as_the_dense_greedy(budget):
+    """k-median cost of the sparse set within 2 % of the dense set's (measured 0.998-1.002)."""
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(8, 10)) * 3
+    x = (centres[rng.integers(0, 8, 400)] + rng.normal(size=(400, 10))).astype(np.float32)
+    k = int(budget * len(x))
+    dense, _ = facility_location_greedy(x, k)
+    sparse, _ = facility_location_sparse(x, k)
+    assert len(set(sparse.tolist())) == k
+    assert _kmedian(x, sparse) <= 1.02 * _kmedian(x, dense)
+    assert graph_neighbours(400, k) == (60 if budget == 0.05 else 10)  # 3 x n / k within [10, 64]
+
+
+def test_per_class_picks_dense_or_sparse_by_class_size(monkeypatch):
+    rng = np.random.default_rng(8)
+    y = np.repeat([0, 1], [300, 40])
+    x = rng.normal(size=(340, 4)).astype(np.float32)
+    calls = []
+    real_sparse, real_dense = fl_module.facility_location_sparse, fl_module.facility_location_greedy
+    monkeypatch.setattr(fl_module, "facility_location_sparse",
+                        lambda xx, k, **kw: calls.append(("sparse", len(xx))) or real_sparse(xx, k, **kw))
+    monkeypatch.setattr(fl_module, "facility_location_greedy",
+                        lambda xx, k, **kw: calls.append(("dense", len(xx))) or real_dense(xx, k, **kw))
+    monkeypatch.setattr(fl_module, "DENSE_MAX_CLASS", 100)
+    sel, scores = facility_location_per_class(x, y, np.array([30, 4]), max_class=50)
+    assert calls == [("sparse", 300), ("dense", 40)]  # the sparse class is not subsampled to 50
+    assert np.bincount(y[sel], minlength=2).tolist() == [30, 4]
+    assert (scores[sel] > 1).all() and (scores[~sel] == 0).all()
+    first = np.flatnonzero(sel & (y == 0))[np.argmax(scores[sel & (y == 0)])]
+    assert first == real_sparse(x[y == 0], 30)[0][0]  # the highest score is the first pick
+    allowed = np.ones(340, dtype=bool)
+    allowed[:150] = False
+    sel, _ = facility_location_per_class(x, y, np.array([30, 4]), allowed=allowed, sparse=True)
+    assert not sel[:150].any() and sel.sum() == 34
+
+
+def test_sparse_joint_greedy_gives_spread_classes_more_and_respects_allowed():
+    rng = np.random.default_rng(4)
+    x0 = rng.normal(size=(40, 2)) * 0.1
+    x1 = np.concatenate([rng.normal(size=(14, 2)) * 0.1 + c for c in ([8, 0], [0, 8], [8, 8])])
+    x = np.concatenate([x0, x1]).astype(np.float32)
+    y = np.array([0] * 40 + [1] * 42)
+    order = facility_location_joint(x, y, 4, sparse=True, n_neighbors=12)
+    assert len(set(order.tolist())) == 4
+    assert np.bincount(y[order], minlength=2)[1] >= 3  # one pick per far blob of class 1
+    allowed = np.ones(len(y), dtype=bool)
+    allowed[40:54] = False
+    order = facility_location_joint(x, y, 6, allowed=allowed, sparse=True)
+    assert len(order) == 6 and not np.isin(order, np.arange(40, 54)).any()
 
 
 def test_knn_shapley_matches_brute_force_shapley():
