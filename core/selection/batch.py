@@ -20,8 +20,11 @@ from core.selection.config import HostCPConfig
 from core.selection.layer import SelectionLayer
 from core.selection.model import SelectionModel
 
-__all__ = ["BatchInputs", "batch_inputs", "solve", "lookahead_val_loss", "theta_step", "round_opened",
-           "quality_weights"]
+__all__ = ["BatchInputs", "batch_inputs", "nearest_existing", "solve", "lookahead_val_loss", "theta_step",
+           "round_opened", "quality_weights"]
+
+#: Distances computed at once by :func:`nearest_existing` (float entries of one block: 128 MB in float32).
+_NEAR_BLOCK = 1 << 25
 
 
 @dataclass
@@ -68,22 +71,34 @@ def batch_inputs(
     budget: float,
     quota: np.ndarray | None,
     cfg: HostCPConfig,
+    *,
+    feats: torch.Tensor | None = None,
+    near: torch.Tensor | None = None,
 ) -> BatchInputs:
-    """Distances (method.md step 1) and the padded parameters of the batch problem."""
+    """Distances (method.md step 1) and the padded parameters of the batch problem.
+
+    ``feats`` (every point in f_phi space) and ``near`` (the batch's distances to its
+    nearest existing points, from :func:`nearest_existing`) are for the read-out passes,
+    where phi is fixed: the features are then computed once a pass and the distances
+    once a group, instead of re-projecting the whole existing set for every batch
+    (at a million points that was most of a swap pass). A learning pass passes neither,
+    so the gradient reaches phi through every distance.
+    """
     n, m, r = layer.n, layer.m, len(idx)
     dev = data["x"].device
     it = torch.as_tensor(idx, device=dev)
-    fb = model.features(data["x"][it], data["y"][it])  # (r, p)
+    fb = feats[it] if feats is not None else model.features(data["x"][it], data["y"][it])  # (r, p)
     dn_r = torch.cdist(fb, fb)  # (r, r)
     scale = dn_r.sum() / max(r * (r - 1), 1) + 1e-8  # mean off-diagonal distance
     dn_r = (dn_r / scale).pow(cfg.dist_power) if cfg.dist_power != 1.0 else dn_r / scale
     do_r = torch.full((r, m), cfg.missing_cost, device=dev)
-    if len(existing):
+    if near is None and len(existing):
         ie = torch.as_tensor(existing, device=dev)
         fe = model.features(data["x"][ie], data["y"][ie])  # current phi, never stale
-        d = torch.cdist(fb, fe) / scale  # (r, |E|)
-        kk = min(m, len(existing))
-        near = torch.topk(d, kk, dim=1, largest=False).values  # exact kNN
+        near = torch.topk(torch.cdist(fb, fe), min(m, len(existing)), dim=1, largest=False).values
+    if near is not None and near.shape[1]:
+        kk = near.shape[1]
+        near = near.to(dn_r.dtype) / scale
         if cfg.dist_power != 1.0:
             near = near.pow(cfg.dist_power)
         do_r = torch.cat([near, do_r[:, kk:]], dim=1)
@@ -111,6 +126,40 @@ def batch_inputs(
         idx=idx, dn=dn, do=do, cost=c, ub=ub_t, budget=torch.tensor(float(budget), device=dev, dtype=dt),
         onehot=onehot, quota=quota_t, ub_real=ub, scale=float(scale.detach()),
     )
+
+
+def nearest_existing(
+    feats: torch.Tensor, batches: list[np.ndarray], existing: np.ndarray, m: int
+) -> list[torch.Tensor]:
+    """Each batch's ``(r, min(m, |E \\ batch|))`` ascending distances to its nearest existing points.
+
+    One snapshot of the existing set (sorted indices) for the whole group; a batch's own
+    points are never its existing points (a swap pass re-decides chosen points). The
+    distances of all the group's rows are computed together, in blocks of at most
+    :data:`_NEAR_BLOCK` entries; ``(r, 0)`` for a batch with no existing point outside it.
+    """
+    dev = feats.device
+    out = [torch.zeros((len(idx), 0), dtype=feats.dtype, device=dev) for idx in batches]
+    if not len(existing):
+        return out
+    fe = feats[torch.as_tensor(existing, device=dev)]  # (E, p)
+    per_block = max(1, _NEAR_BLOCK // (len(existing) * max(len(batches[0]), 1)))
+    for b0 in range(0, len(batches), per_block):
+        part = batches[b0:b0 + per_block]
+        rows = torch.as_tensor(np.concatenate(part), device=dev)
+        d = torch.cdist(feats[rows], fe)  # (R, E)
+        s = 0
+        for j, idx in enumerate(part, start=b0):
+            db = d[s:s + len(idx)]
+            s += len(idx)
+            pos = np.searchsorted(existing, idx)
+            own = pos[(pos < len(existing)) & (existing[np.minimum(pos, len(existing) - 1)] == idx)]
+            if len(own):
+                db[:, torch.as_tensor(own, device=dev)] = float("inf")
+            kk = min(m, len(existing) - len(own))
+            if kk > 0:
+                out[j] = torch.topk(db, kk, dim=1, largest=False).values
+    return out
 
 
 def quality_weights(suspect: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from core.progress import Reporter
-from core.selection.batch import batch_inputs, quality_weights, round_opened, solve
+from core.selection.batch import batch_inputs, nearest_existing, quality_weights, round_opened, solve
 from core.selection.config import HostCPConfig
 from core.selection.layer import SelectionLayer
 from core.selection.model import SelectionModel
@@ -54,13 +54,15 @@ def greedy_start(
 def swap_pass(
     model: SelectionModel, layer: SelectionLayer, data: dict[str, torch.Tensor], chosen: np.ndarray,
     y: np.ndarray, cfg: HostCPConfig, rng: np.random.Generator, reporter: Reporter,
-    *, span: tuple[float, float] = (1.0, 1.0), label: str = "swap pass",
+    *, span: tuple[float, float] = (1.0, 1.0), label: str = "swap pass", cache: dict | None = None,
 ) -> tuple[np.ndarray, int]:
     """One swap pass (``core.selection.refine``): same size and class counts, a better cover.
 
     ``cfg.solve_group`` cluster batches go to the solver together; they hold
     disjoint points, so each keeps its size and class counts exactly, and each
     sees the set as it was before the group (a Jacobi step of the block descent).
+    ``cache`` (one dict for the passes of one read-out, where phi is fixed) keeps the
+    kNN graph of the points from pass to pass: above 5,000 points it is built once.
 
     Returns:
         ``(chosen (N,) bool, number of points swapped in)``.
@@ -70,7 +72,9 @@ def swap_pass(
     ncls = int(y.max()) + 1 if cfg.class_quotas else 0
     with torch.no_grad():
         feats = model.features(data["x"], data["y"])
-        near = NearestChosen(feats, chosen)
+        cache = {} if cache is None else cache
+        near = NearestChosen(feats, chosen, knn_graph=cache.get("knn_graph"))
+        cache["knn_graph"] = near.knn_graph
         weights = torch.ones(len(y), dtype=feats.dtype, device=feats.device)
         if cfg.quality_weight:
             weights = quality_weights(data["q"]).to(feats.dtype)
@@ -83,13 +87,16 @@ def swap_pass(
         for g0 in range(0, len(batches), cfg.solve_group):
             reporter.check_cancelled()
             group, meta = [], []
-            for idx in batches[g0:g0 + cfg.solve_group]:
+            part = batches[g0:g0 + cfg.solve_group]
+            # one snapshot of the set for the group; each batch's own points are excluded from it
+            existing = np.flatnonzero(near.chosen)
+            dists = nearest_existing(feats, part, existing, layer.m)
+            for idx, d_near in zip(part, dists, strict=True):
                 was = near.chosen[idx].copy()
                 limit = int(was.sum())
-                existing = np.flatnonzero(near.chosen)
-                existing = existing[~np.isin(existing, idx)]
                 quota = np.bincount(y[idx][was], minlength=ncls).astype(float) if ncls else None
-                batch = batch_inputs(model, layer, data, idx, existing, float(limit), quota, cfg)
+                batch = batch_inputs(model, layer, data, idx, existing, float(limit), quota, cfg,
+                                     feats=feats, near=d_near)
                 r = batch.r
                 gain = outside_gain(near, idx, weights, cap_unit * batch.scale, power=cfg.dist_power,
                                     unit=batch.scale)

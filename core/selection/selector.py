@@ -29,6 +29,7 @@ from core.selection.batch import (
     BatchInputs,
     batch_inputs,
     lookahead_val_loss,
+    nearest_existing,
     round_opened,
     solve,
     theta_step,
@@ -189,20 +190,27 @@ def _online_pass(run: _Run, ep: int, *, learning: bool) -> np.ndarray:
     # the rest of the order at every batch would cost O(N) per batch, O(N^2 / n) a pass)
     y_allowed = task.y_train[order][run.allowed[order]]
     left = np.bincount(y_allowed, minlength=task.n_classes).astype(float)
+    feats = None
+    if not learning:
+        with torch.no_grad():
+            feats = run.model.features(run.data["x"], run.data["y"])
     for g0 in range(0, n_batches, cfg.solve_group):
         run.reporter.check_cancelled()
         existing = np.flatnonzero(selected)  # one snapshot for the whole group
         k_left = max(k - int(selected.sum()), 0)
         do_phi = learning and cfg.learn_phi and ((g0 // cfg.solve_group) % cfg.phi_every == 0)
         group: list[BatchInputs] = []
+        parts = [order[b * n:(b + 1) * n] for b in range(g0, min(g0 + cfg.solve_group, n_batches))]
+        # the read-out pass (phi fixed): features once a pass, distances to the set once a group
+        dists = [None] * len(parts) if feats is None else nearest_existing(feats, parts, existing, layer.m)
         with torch.set_grad_enabled(do_phi):
-            for b in range(g0, min(g0 + cfg.solve_group, n_batches)):
-                idx = order[b * n:(b + 1) * n]
+            for idx, d_near in zip(parts, dists, strict=True):
                 here = np.bincount(task.y_train[idx][run.allowed[idx]], minlength=task.n_classes)
                 bud = min(float(here.sum()), k_left * here.sum() / max(left.sum(), 1))
                 quota = _batch_quota(quota_left, left, here) if cfg.class_quotas else None
                 left -= here
-                group.append(batch_inputs(run.model, layer, run.data, idx, existing, bud, quota, cfg))
+                group.append(batch_inputs(run.model, layer, run.data, idx, existing, bud, quota, cfg,
+                                          feats=feats, near=d_near))
             if learning and not do_phi:
                 for batch in group:
                     batch.detach()
@@ -261,12 +269,13 @@ def _read_out(
                                     run.rng, power=cfg.dist_power, alloc=cfg.class_alloc)
     else:
         chosen, rank = exactly_k(online, score, run.allowed, suspect, task.k), np.zeros(task.n)
-    swaps = []
+    swaps, cache = [], {}
     for sp in range(cfg.swap_passes):
         span = (_ONLINE_SHARE + (1 - _ONLINE_SHARE) * sp / cfg.swap_passes,
                 _ONLINE_SHARE + (1 - _ONLINE_SHARE) * (sp + 1) / cfg.swap_passes)
         chosen, changed = swap_pass(run.model, run.layer, run.data, chosen, task.y_train, cfg, run.rng,
-                                    run.reporter, span=span, label=f"swap pass {sp + 1}/{cfg.swap_passes}")
+                                    run.reporter, span=span, label=f"swap pass {sp + 1}/{cfg.swap_passes}",
+                                    cache=cache)
         swaps.append(changed)
         if changed == 0:
             break

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.errors import ConfigError, JobCancelled, NotFittedError
-from core.selection.batch import batch_inputs, lookahead_val_loss, round_opened, solve
+from core.selection.batch import batch_inputs, lookahead_val_loss, nearest_existing, round_opened, solve
 from core.selection.layer import SelectionLayer
 from core.selection.selector import HostCPConfig, HostCPSelector, SelectionModel
 from core.valuation import SelectionTask, get_method
@@ -288,3 +288,31 @@ def test_config_fields_must_have_their_types():
         HostCPConfig(epochs="2")
     with pytest.raises(ConfigError, match="solve_group"):
         HostCPConfig(solve_group=True)
+
+
+def test_read_out_distances_once_a_group_match_the_per_batch_ones():
+    """nearest_existing (features once a pass, distances once a group, a batch's own points excluded)
+    gives the batch problems the learning path computes batch by batch from the existing set."""
+    x, y, _, _ = _blobs(n_per=60)
+    cfg = HostCPConfig(**FAST)
+    model = SelectionModel(x.shape[1], 3, cfg, torch.Generator().manual_seed(0)).double()
+    layer = SelectionLayer(16, 4)
+    data = {"x": torch.tensor(x, dtype=torch.float64), "y": torch.tensor(y),
+            "q": torch.zeros(len(y), dtype=torch.float64), "flagged_np": np.zeros(len(y), bool)}
+    perm = np.random.default_rng(1).permutation(len(y))
+    chosen = np.sort(perm[:40])  # the set; batches below hold some of its points, as in a swap pass
+    parts = [perm[30:46], perm[46:62], perm[170:180], perm[0:16]]
+    with torch.no_grad():
+        feats = model.features(data["x"], data["y"])
+        dists = nearest_existing(feats, parts, chosen, layer.m)
+        for idx, d_near in zip(parts, dists, strict=True):
+            outside = chosen[~np.isin(chosen, idx)]
+            ref = batch_inputs(model, layer, data, idx, outside, 3.0, None, cfg)
+            got = batch_inputs(model, layer, data, idx, chosen, 3.0, None, cfg, feats=feats, near=d_near)
+            for a, b in zip(ref.params(), got.params(), strict=True):
+                torch.testing.assert_close(b, a, atol=1e-9, rtol=1e-9)
+    # a batch that holds the whole set has no existing point: every Do column is the missing cost
+    (lonely,) = nearest_existing(feats, [chosen[:16]], chosen[:16], layer.m)
+    assert lonely.shape == (16, 0)
+    got = batch_inputs(model, layer, data, chosen[:16], chosen[:16], 3.0, None, cfg, feats=feats, near=lonely)
+    assert torch.all(got.do == cfg.missing_cost)
