@@ -26,7 +26,7 @@ import streamlit as st
 
 from app.markup import md
 from core.errors import HostcpError
-from core.export import export_dataset
+from core.export import export_dataset, run_manifest_path
 from core.jobs import JobRunner
 from core.store import JobRecord, RunRecord, Store, default_store_path
 
@@ -39,6 +39,7 @@ __all__ = [
     "current_dataset_id",
     "engine_errors",
     "export_bytes",
+    "export_files",
     "get_dataset",
     "get_run",
     "get_runner",
@@ -47,6 +48,7 @@ __all__ = [
     "remembered",
     "latest_job",
     "require_dataset",
+    "run_shown_on_select",
     "parse_config",
     "set_current_dataset",
     "store_path",
@@ -117,12 +119,13 @@ def get_run(run_id: int) -> RunRecord:
 @st.cache_data(max_entries=4, show_spinner=False)
 def _export(
     path: str, dataset_id: int, run_id: int | None, what: str, fmt: str, revision: int, stamp: str
-) -> tuple[bytes, str]:
+) -> tuple[bytes, str, str]:
     store = _store(path)
     with tempfile.TemporaryDirectory(prefix="hostcp-export-") as tmp:
         name = f"{store.dataset_info(dataset_id).name}-{what}.{fmt}"
         out = export_dataset(store, dataset_id, Path(tmp) / name, what=what, fmt=fmt, run_id=run_id)
-        return Path(out).read_bytes(), Path(out).name
+        manifest = run_manifest_path(out).read_text(encoding="utf-8")
+        return Path(out).read_bytes(), Path(out).name, manifest
 
 
 def export_bytes(dataset_id: int, *, run_id: int | None, what: str, fmt: str) -> tuple[bytes, str]:
@@ -130,10 +133,21 @@ def export_bytes(dataset_id: int, *, run_id: int | None, what: str, fmt: str) ->
 
     Cached per dataset, run, choice and review revision (a new decision makes a new file).
     """
+    return export_files(dataset_id, run_id=run_id, what=what, fmt=fmt)[:2]
+
+
+def export_files(dataset_id: int, *, run_id: int | None, what: str, fmt: str) -> tuple[bytes, str, str]:
+    """:func:`export_bytes` and the JSON text of the export's run manifest (the same cached export)."""
     store = get_store()
     rev = store.labels_revision(dataset_id)
     stamp = store.dataset_info(dataset_id).created_at
     return _export(str(store.path), dataset_id, run_id, what, fmt, rev, stamp)
+
+
+def run_shown_on_select(dataset_id: int) -> int | None:
+    """The run the Select page shows for this dataset (kept by the router in ``_run_shown``), if any."""
+    shown = st.session_state.get("_run_shown") or {}
+    return shown.get(dataset_id)
 
 
 # ---------------------------------------------------------- optional modules

@@ -2,6 +2,9 @@
 
 Sets up the page, the logo and the sidebar (current dataset, project path),
 then hands over to one of the four pages of the journey with ``st.navigation``.
+The page is in the URL's path; the dataset and the run shown on Select are in its
+query (``?dataset=2&run=7``, see :mod:`app.components.url_state`), so a reload or a
+bookmark opens the same dataset, run and page.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ if str(ROOT) not in sys.path:  # make `app` and `core` importable however stream
 import streamlit as st  # noqa: E402
 
 from app import services  # noqa: E402
+from app.components import url_state  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LOGO = ROOT / "assets" / "logo.svg"
@@ -25,6 +29,26 @@ ICON = ROOT / "assets" / "icon.svg"
 def _page(file: str, title: str, icon: str, *, default: bool = False) -> st.Page:
     return st.Page(str(HERE / "app_pages" / file), title=title, icon=icon,
                    url_path=title.lower(), default=default)
+
+
+def _remember_run(store, dataset_id: int) -> None:
+    """Keep the run shown on Select (its ``run_choice`` box) in the URL and across pages.
+
+    Streamlit drops a widget's state when a page without it runs, so the choice is
+    shadowed per dataset in ``_run_shown`` and put back before Select draws its box;
+    a run in the URL is adopted the same way (Select then does not jump to the newest run).
+    """
+    runs = [r["id"] for r in store.list_runs(dataset_id)]
+    shown = st.session_state.setdefault("_run_shown", {})
+    from_url = url_state.adopt("run", runs)
+    if from_url is not None:
+        st.session_state["run_choice"] = shown[dataset_id] = from_url
+        st.session_state["_newest_run_seen"] = (dataset_id, runs[0])
+    elif st.session_state.get("run_choice") in runs:
+        shown[dataset_id] = st.session_state["run_choice"]
+    elif shown.get(dataset_id) in runs:
+        st.session_state["run_choice"] = shown[dataset_id]
+    url_state.publish("run", shown.get(dataset_id) if shown.get(dataset_id) in runs else None)
 
 
 def main() -> None:
@@ -51,8 +75,11 @@ def main() -> None:
                 pending = st.session_state.pop("_pending_dataset_select", None)
                 ids = [d.id for d in datasets]
                 names = {d.id: f"#{d.id} {d.name} ({d.n} examples)" for d in datasets}
+                from_url = url_state.adopt("dataset", ids)  # a reload, a bookmark, Back
                 if pending in ids:
                     st.session_state["dataset_select"] = pending
+                elif from_url is not None:
+                    st.session_state["dataset_select"] = from_url
                 elif st.session_state.get("dataset_select") not in ids:
                     st.session_state["dataset_select"] = services.current_dataset_id()
                 chosen = st.selectbox(
@@ -63,6 +90,8 @@ def main() -> None:
                     help="Every page works on this dataset; import more on the Data page.",
                 )
                 st.session_state["dataset_id"] = chosen
+                url_state.publish("dataset", chosen)
+                _remember_run(store, chosen)
             st.caption(f"Project: `{store.path}`")
 
     page.run()

@@ -131,7 +131,9 @@ def main() -> None:
             data = Path(tmp) / f"mix{n}.parquet"
             make_parquet(data, n)
             out = Path(tmp) / f"out{n}"
-            cmd = [HOSTCP, "select", str(data), "--out", str(out), "--budget", str(args.budget)]
+            store = out / "hostcp.sqlite"  # its own database, read below for the breakdown
+            cmd = [HOSTCP, "select", str(data), "--out", str(out), "--budget", str(args.budget),
+                   "--store", str(store)]
             for s in args.set:
                 cmd += ["--set", s]
             env_home = {"HOSTCP_HOME": str(Path(tmp) / "home")}
@@ -142,7 +144,7 @@ def main() -> None:
             if code not in (0, -9):
                 print(f"hostcp select failed at {n}: {err}", file=sys.stderr)
             if code == 0:
-                steps.append({"points": n, "total": round(sec, 1), **hostcp_breakdown(out / "hostcp.sqlite")})
+                steps.append({"points": n, "total": round(sec, 1), **hostcp_breakdown(store)})
             for peer in peers:
                 sec, rss, code, err = timed(
                     [sys.executable, __file__, "--peer", peer, "--data", str(data), "--budget",

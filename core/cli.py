@@ -4,6 +4,11 @@ The subcommands and the columns of ``selection.csv`` are a public contract:
 extend them, never rename them. Errors in the input print one line on stderr
 and exit with status 2; progress goes to stderr (a bar in a terminal, plain
 lines otherwise).
+
+Runs are stored in the app's project database (``$HOSTCP_HOME/hostcp.sqlite``) unless
+``--store`` names another, so a CLI run shows up in the app; ``--store OUT/hostcp.sqlite``
+keeps the layout of earlier versions. ``select`` and ``curve`` write ``OUT/project.json``
+(see :mod:`core.projects`), which is how ``hostcp export OUT`` finds them again.
 """
 
 from __future__ import annotations
@@ -14,19 +19,21 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import numpy as np
 
 from core.errors import HostcpError, one_line
 from core.evaluate import DEFAULT_BUDGETS, parse_budgets  # light: its sklearn and torch load on use
 from core.files import atomic_write
+from core.projects import PROJECT_FILE, check_writable, find_project, open_store, write_project
+from core.settings import method_settings, parse_settings
 
 # Heavy packages (pandas, torch, cvxpy, sklearn, cleanlab) are imported inside the command that
 # needs them: ``hostcp --help`` and ``hostcp inspect`` never load the engine
 # (tests/test_imports.py checks it).
 
-__all__ = ["main", "SELECTION_COLUMNS", "load_input"]
+__all__ = ["main", "PROJECT_FILE", "SELECTION_COLUMNS", "load_input", "method_settings", "parse_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +46,18 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 def load_input(source: str, *, label_column: str = "label"):
     """Load DATA given on the command line: a file path, or ``demo:NAME`` for a built-in demo."""
     from core.data import load_dataset, load_demo
+    from core.data.tables import LabelColumnError
 
     if source.startswith("demo:"):
         return load_demo(source.removeprefix("demo:"))
     path = Path(source)
     if not path.exists():
         raise HostcpError(f"{source}: no such file. Give a .zip, .csv, .parquet or .npz path, or demo:NAME.")
-    return load_dataset(path, label_column=label_column)
+    try:
+        return load_dataset(path, label_column=label_column)
+    except LabelColumnError as e:  # the loader says "choose it as the label column": say how, here
+        flag = f"--label-column {e.guess!r}" if e.guess is not None else "--label-column NAME"
+        raise LabelColumnError(f"{e} Give it with {flag}.", guess=e.guess) from e
 
 
 # ---------------------------------------------------------------- progress
@@ -58,15 +70,17 @@ class _ProgressPrinter:
         self._last = ""
 
     def show(self, stage: str, fraction: float, message: str, eta: float | None) -> None:
+        """Draw one progress report; a stage without a message is shown without a dangling colon."""
         pct = int(round(100 * fraction))
         eta_txt = f" ETA {eta:4.0f}s" if eta is not None and fraction < 1 else ""
+        what = f"{stage}: {message}" if message else stage
         if self.tty:
             bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
-            line = f"\r[{bar}] {pct:3d}% {stage}: {message}{eta_txt}"
+            line = f"\r[{bar}] {pct:3d}% {what}{eta_txt}"
             self.stream.write(line[:160].ljust(len(self._last)))
             self._last = line[:160]
         else:
-            line = f"{pct:3d}% {stage}: {message}"
+            line = f"{pct:3d}% {what}"
             if line == self._last:
                 return
             self._last = line
@@ -89,7 +103,7 @@ def _run_job(store, kind: str, fn, *, dataset_id: int | None = None) -> dict:
     try:
         job = store.get_job(job_id)
         while runner.is_alive(job_id):
-            if job.status == "running" and job.stage:
+            if job.status == "running" and job.stage and (job.message or job.stage != "starting"):
                 printer.show(job.stage, job.fraction, job.message, job.eta_s)
             job = runner.wait(job_id, timeout=0.2)  # returns as soon as the job ends
     except KeyboardInterrupt:
@@ -128,6 +142,13 @@ def _with_validation(data, val):
             f"VAL does not match DATA: {val.kind} {val.shape} against {data.kind} {data.shape}. "
             "Give a validation set with the same columns or image size."
         )
+    if data.feature_names != val.feature_names:
+        differ = [f"{a!r} / {b!r}" for a, b in zip(data.feature_names, val.feature_names, strict=True)
+                  if a != b]
+        raise HostcpError(
+            f"VAL's feature columns are not DATA's ({len(differ)} differ, DATA / VAL: "
+            f"{', '.join(differ[:5])}). Give a validation set with the same columns in the same order."
+        )
     names = list(data.class_names)
     unknown = sorted(set(val.class_names[i] for i in np.unique(val.labels)) - set(names))
     if unknown:
@@ -142,29 +163,12 @@ def _with_validation(data, val):
         images=None if data.images is None else np.concatenate([data.images, val.images]),
         sources=np.concatenate([np.asarray(data.sources), np.asarray(val.sources)]).astype(object),
         origin=f"{data.origin} + validation {val.origin}",
+        feature_names=data.feature_names,
+        source_file=data.source_file,
+        source_sha256=data.source_sha256,
     )
     split = Split(train=np.arange(data.n), val=np.arange(data.n, data.n + val.n), test=np.arange(0), seed=0)
     return both, split
-
-
-def _open_store(args: argparse.Namespace, out: Path):
-    from core.store import Store
-
-    return Store(Path(args.store) if args.store else out / "hostcp.sqlite")
-
-
-def parse_settings(items: list[str]) -> dict[str, Any]:
-    """``["learn_phi=false", "epochs=3"]`` -> ``{"learn_phi": False, "epochs": 3}`` (JSON, else text)."""
-    config: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise HostcpError(f"--set takes KEY=VALUE (for example --set learn_phi=false); got {item!r}.")
-        try:
-            config[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            config[key.strip()] = value
-    return config
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -176,9 +180,14 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if args.method not in available_methods():
-        raise HostcpError(f"Unknown method {args.method!r}; choose one of {sorted(available_methods())}.")
-    config = parse_settings(args.set or [])
-    get_method(args.method, **config)  # unknown or bad settings fail here, before any work
+        raise HostcpError(f"Unknown method {args.method!r}; choose one of {', '.join(available_methods())} "
+                          "(--method).")
+    check_writable(out)  # the database is elsewhere now: find out before the work, not after it
+    config = parse_settings(args.set or [], method_settings(args.method))
+    try:
+        get_method(args.method, **config)  # bad values fail here, before any work
+    except HostcpError as e:
+        raise HostcpError(f"--set: {e}") from e
     spec = SelectionSpec(
         method=args.method, budget=args.budget, seed=args.seed, device=args.device, backbone=args.backbone,
         config=config,
@@ -191,7 +200,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         dataset = data
         check_curatable(data, val_fraction=args.val_fraction, test_fraction=0.0)  # before any work
         split = make_split(data.labels, val_fraction=args.val_fraction, test_fraction=0.0, seed=args.seed)
-    store = _open_store(args, out)
+    store = open_store(args.store)
     did = store.add_dataset(dataset, split)
     n, names = data.n, np.asarray(dataset.class_names, dtype=object)
     del data, dataset  # the job loads the stored copy: do not hold an image stack twice
@@ -214,11 +223,12 @@ def cmd_select(args: argparse.Namespace) -> int:
         }
     )[list(SELECTION_COLUMNS)]
     _write_text(out / "selection.csv", table.to_csv(index=False))
+    write_project(out, store, did, run.id)
     k = int(table["selected"].sum())
     print(
         f"selected {k} of {len(run.value[:n][~np.isnan(run.value[:n])])} candidates with {args.method}; "
         f"{int(table['flagged'].sum())} rows flagged as likely mislabelled; wrote {out / 'selection.csv'} "
-        f"(dataset {did} in {store.path})",
+        f"(dataset {did}, run {run.id} in {store.path})",
     )
     return EXIT_OK
 
@@ -233,8 +243,9 @@ def cmd_curve(args: argparse.Namespace) -> int:
     unknown = sorted(set(methods) - set(available_methods()))
     if unknown:
         raise HostcpError(f"Unknown methods {unknown}; choose from {sorted(available_methods())}.")
+    check_writable(out)
     dataset = load_input(args.data, label_column=args.label_column)
-    store = _open_store(args, out)
+    store = open_store(args.store)
     did = import_dataset(store, dataset, seed=0)
     result: dict = {}
 
@@ -255,31 +266,46 @@ def cmd_curve(args: argparse.Namespace) -> int:
     _run_job(store, "curve", work, dataset_id=did)
     table = result["table"]
     _write_text(out / "curve.csv", table.to_csv(index=False))
+    write_project(out, store, did)
     from core.charts import value_curve_figure
 
     _write_text(out / "curve.html", value_curve_figure(table).to_html(include_plotlyjs=True))
-    summary = table.groupby(["method", "budget"])["accuracy"].agg(["mean", "std"]).reset_index()
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(curve_summary(table))
     print(f"wrote {out / 'curve.csv'} and {out / 'curve.html'}")
     return EXIT_OK
 
 
+def curve_summary(table) -> str:
+    """Mean test accuracy per method and budget, and its std over seeds when there are several.
+
+    With one seed there is no spread to show (pandas' ``std`` of one value is NaN).
+    """
+    stats = ["mean", "std"] if table["seed"].nunique() > 1 else ["mean"]
+    summary = table.groupby(["method", "budget"])["accuracy"].agg(stats).reset_index()
+    return summary.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.export import export_dataset
+    from core.export import export_dataset, run_manifest_path
     from core.store import Store
 
-    store_path = Path(args.project)
-    if store_path.is_dir():
-        store_path = store_path / "hostcp.sqlite"
+    store_path, record = find_project(args.project)
     if not store_path.exists():
-        raise HostcpError(f"{store_path}: no project database here. Run `hostcp select ... --out DIR` first.")
+        raise HostcpError(f"{store_path}: no project database here. Run `hostcp select ... --out DIR` first, "
+                          "then `hostcp export DIR`.")
     store = Store(store_path)
     datasets = store.list_datasets()
     if not datasets:
         raise HostcpError(f"{store_path} holds no dataset yet.")
-    did = args.dataset if args.dataset is not None else datasets[0].id
-    path = export_dataset(store, did, Path(args.out), what=args.what, fmt=args.format)
-    print(f"wrote {path}")
+    did = args.dataset if args.dataset is not None else record.get("dataset_id", datasets[0].id)
+    run_id = args.run
+    if run_id is None and record.get("dataset_id") == did:
+        run_id = record.get("run_id")  # the run `select` made, not whatever ran last
+    path = export_dataset(store, did, Path(args.out), what=args.what, fmt=args.format, run_id=run_id)
+    manifest = json.loads(run_manifest_path(path).read_text(encoding="utf-8"))
+    run = manifest["run"]
+    used = f"run {run['id']} ({run['method']} at {run['budget']:.0%})" if run else "no selection run"
+    print(f"wrote {path} and {run_manifest_path(path).name} (dataset {did}, {used})")
     return EXIT_OK
 
 
@@ -288,60 +314,87 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", default="label", help="label column of a CSV/Parquet file")
 
 
+_STORE_HELP = ("project database (default: the app's, $HOSTCP_HOME/hostcp.sqlite, so the run shows up "
+               "in the app; OUT/hostcp.sqlite keeps the layout of earlier versions)")
+
+
+def _methods_help() -> str:
+    from core.valuation import available_methods
+
+    names = "; ".join(f"{name}: {label}" for name, label in available_methods().items())
+    return f"selection method, one of {names}"
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` after each option that has a default (not after ``None`` or off flags)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for documentation and tests)."""
+    """The argument parser (exposed for documentation and tests); ``--help`` shows every default."""
     parser = argparse.ArgumentParser(
         prog="hostcp", description="HOST-CP subset selection and label review for labelled datasets."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log engine details on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
+    fmt = _Help
 
-    p = sub.add_parser("inspect", help="load a dataset and print a summary (or what is wrong with it)")
+    p = sub.add_parser("inspect", help="load a dataset and print a summary (or what is wrong with it)",
+                       formatter_class=fmt)
     p.add_argument("data", help="a .zip of class folders, .csv, .parquet, .npz, or demo:NAME")
     _common(p)
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("select", help="select the training subset of highest value")
-    p.add_argument("data")
-    p.add_argument("--out", required=True, help="folder for selection.csv and the project database")
+    p = sub.add_parser("select", help="select the training subset of highest value", formatter_class=fmt)
+    p.add_argument("data", help="a .zip of class folders, .csv, .parquet, .npz, or demo:NAME")
+    p.add_argument("--out", required=True, help="folder for selection.csv and project.json")
     p.add_argument("--val", help="validation set; without it a stratified share of DATA is held out")
     p.add_argument("--budget", type=float, default=0.1, help="fraction of candidates to select")
-    p.add_argument("--method", default="hostcp", help="hostcp or a baseline name")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--method", default="hostcp", help=_methods_help())
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the method")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute")
     p.add_argument("--backbone", default="auto", help="embedding backbone (auto, standardize, pixels...)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share without --val")
-    p.add_argument("--store", help="project database path (default: OUT/hostcp.sqlite)")
+    p.add_argument("--store", help=_STORE_HELP)
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="a method setting, repeatable (HOST-CP: HostCPConfig fields, e.g. learn_phi=false)")
+                   help="a method setting, repeatable (HOST-CP: HostCPConfig fields, e.g. learn_phi=false); "
+                   "an unknown KEY lists the valid ones")
     _common(p)
     p.set_defaults(func=cmd_select)
 
-    p = sub.add_parser("curve", help="value curves: test accuracy of each method's subset per budget")
-    p.add_argument("data")
-    p.add_argument("--out", required=True)
-    p.add_argument("--budgets", default=",".join(str(b) for b in DEFAULT_BUDGETS))
-    p.add_argument("--methods", default="", help="comma-separated; default all")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--backbone", default="auto")
-    p.add_argument("--store", help="project database path (default: OUT/hostcp.sqlite)")
+    p = sub.add_parser("curve", help="value curves: test accuracy of each method's subset per budget",
+                       formatter_class=fmt)
+    p.add_argument("data", help="a .zip of class folders, .csv, .parquet, .npz, or demo:NAME")
+    p.add_argument("--out", required=True, help="folder for curve.csv, curve.html and project.json")
+    p.add_argument("--budgets", default=",".join(str(b) for b in DEFAULT_BUDGETS),
+                   help="comma-separated fractions")
+    p.add_argument("--methods", default="", help="comma-separated method names; empty: all")
+    p.add_argument("--seeds", type=int, default=3, help="repeats per method and budget")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute")
+    p.add_argument("--backbone", default="auto", help="embedding backbone")
+    p.add_argument("--store", help=_STORE_HELP)
     _common(p)
     p.set_defaults(func=cmd_curve)
 
-    p = sub.add_parser("export", help="export the cleaned dataset with its provenance manifest")
-    p.add_argument("project", help="a project folder (from select --out) or its .sqlite file")
-    p.add_argument("--out", required=True, help="output file (.zip, .csv or .parquet)")
-    p.add_argument("--dataset", type=int, help="dataset id (default: the newest)")
+    p = sub.add_parser("export", help="export the cleaned dataset with its per-row and run manifests",
+                       formatter_class=fmt)
+    p.add_argument("project", nargs="?", default=None,
+                   help="a folder from select --out, or a .sqlite file; default: the app's database")
+    p.add_argument("--out", required=True, help="output file (.zip, .csv, .parquet or .npz)")
+    p.add_argument("--dataset", type=int, help="dataset id (default: the one select made, else the newest)")
+    p.add_argument("--run", type=int, help="run id (default: the one select made, else the newest)")
     p.add_argument(
         "--what",
         default="subset",
         choices=["subset", "kept"],
         help="the chosen subset, or all kept (not excluded) examples",
     )
-    p.add_argument(
-        "--format", default=None, choices=["zip", "csv", "parquet"], help="default: from the --out extension"
-    )
+    p.add_argument("--format", default=None, choices=["zip", "csv", "parquet", "npz"],
+                   help="default: from the --out extension")
     p.set_defaults(func=cmd_export)
     return parser
 

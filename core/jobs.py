@@ -96,6 +96,10 @@ def seconds_without_progress(job: JobRecord, now: datetime | None = None) -> flo
     now = now or datetime.now(UTC)
     return max(0.0, (now - datetime.fromisoformat(job.updated_at)).total_seconds())
 
+#: An ETA is shown once the current stage has reported this often, run this long (s) and moved
+#: this far (share of the job): a rate measured on less swung between 12 s and 1.1 min.
+ETA_MIN_REPORTS, ETA_MIN_SECONDS, ETA_MIN_PROGRESS = 3, 2.0, 0.02
+
 #: A job body: gets a reporter, returns a small JSON-able result (e.g. ``{"run_id": 3}``).
 JobFunction = Callable[[Reporter], "dict | None"]
 
@@ -116,23 +120,43 @@ class JobReporter:
         self._started = time.monotonic()
         self._last_write = 0.0
         self._last_stage: str | None = None
+        self._stage_start: tuple[float, float] = (self._started, 0.0)  # (time, fraction) the stage began
+        self._stage_reports = 0
         self._cancel_event = threading.Event()
         self.detached = False  # set when the job is abandoned: nothing more is written
 
     def report(self, stage: str, fraction: float, message: str = "") -> None:
-        """Record progress; the ETA is extrapolated from elapsed time and fraction."""
+        """Record progress, with an ETA from the rate measured in the current stage (or none)."""
         if self.detached:
             return
         now = time.monotonic()
         fraction = min(max(float(fraction), 0.0), 1.0)
         new_stage = stage != self._last_stage
+        if new_stage:
+            self._stage_start, self._stage_reports = (now, fraction), 0
+        self._stage_reports += 1
         if not new_stage and now - self._last_write < self.min_interval and fraction < 1.0:
             return  # throttled within a stage; a new stage is always written at once
         self._last_write = now
         self._last_stage = stage
-        elapsed = now - self._started
-        eta = elapsed * (1.0 - fraction) / fraction if fraction > 0.01 else None
-        self.store.update_job(self.job_id, stage=stage, fraction=fraction, message=message, eta_s=eta)
+        self.store.update_job(self.job_id, stage=stage, fraction=fraction, message=message,
+                              eta_s=self._eta(now, fraction))
+
+    def _eta(self, now: float, fraction: float) -> float | None:
+        """Seconds left at the rate this stage has kept so far; ``None`` until it has been measured.
+
+        Stages run at very different rates (embedding, detection, a UMAP fit that reports
+        nothing until it ends), so extrapolating the whole job's elapsed time said "about
+        1 s left" for a 50 s UMAP fit. The rate is taken over the current stage only, once
+        it has reported :data:`ETA_MIN_REPORTS` times over :data:`ETA_MIN_SECONDS` and moved by
+        :data:`ETA_MIN_PROGRESS` of the job; before that no ETA is shown.
+        """
+        t0, f0 = self._stage_start
+        moved, spent = fraction - f0, now - t0
+        if (fraction >= 1.0 or self._stage_reports < ETA_MIN_REPORTS or spent < ETA_MIN_SECONDS
+                or moved < ETA_MIN_PROGRESS):
+            return None
+        return spent * (1.0 - fraction) / moved
 
     def cancel(self) -> None:
         """Mark this job as cancelled from this process (no database round trip)."""

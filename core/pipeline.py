@@ -368,7 +368,8 @@ def compute_umap(
     emb = dataset_embeddings(
         store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0, 0.3)
     )
-    reporter.report("umap", 0.3, "laying out the map (first run compiles numba, ~15 s)")
+    # no time promised: the fit reports nothing until it ends (53 s once where "~15 s" was said)
+    reporter.report("umap", 0.3, f"laying out {len(emb):,} points (one step, no progress until it ends)")
     reporter.check_cancelled()
     import umap
 

@@ -8,6 +8,14 @@ it never cancels another reviewer's decision. Human decisions outrank the detect
 :func:`rescore`, an example whose label a reviewer confirmed (``keep``) or set
 (``relabel``/``accept``) is never flagged again, and excluded examples are
 left out of detection and selection.
+
+Each decision is made against the example's *revision* (the id of its newest log entry,
+the queue's ``revision`` column): :func:`decide` with ``expected_revision`` refuses a
+decision made on a stale view (:class:`~core.store.StaleDecisionError`) instead of
+silently replacing what another tab or reviewer decided meanwhile. A bulk action
+(:func:`accept_suggestions`) writes its decisions under one batch id and one
+"Undo last" (:func:`undo_last_action`) withdraws the whole batch. The queue itself
+(order, filters, what a bulk accept would change) is :mod:`core.review_queue`, re-exported here.
 """
 
 from __future__ import annotations
@@ -21,38 +29,43 @@ import pandas as pd
 
 from core.errors import ConfigError
 from core.progress import NullReporter, Reporter, SubReporter
-from core.store import DECISION_ACTIONS, Decision, Store
+from core.review_queue import (
+    QUEUE_COLUMNS,
+    QUEUE_SORTS,
+    TIE_TOLERANCE,
+    filter_queue,
+    latest_scores,
+    review_queue,
+    suggestions_to_accept,
+)
+from core.store import DECISION_ACTIONS, Decision, StaleDecisionError, Store
 from core.valuation.base import top_k_mask
 
 __all__ = [
     "CONFIRMING_ACTIONS",
     "QUEUE_COLUMNS",
     "TIE_TOLERANCE",
+    "QUEUE_SORTS",
     "ReviewProgress",
+    "StaleDecisionError",
+    "accept_suggestions",
     "decide",
+    "filter_queue",
     "neighbours",
     "rescore",
     "review_progress",
     "review_queue",
+    "suggestions_to_accept",
     "undo_last",
+    "undo_last_action",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Scores closer than this count as tied in the queue; ties put examples in the chosen subset
-#: first (a wrong label there costs the most). Small: the queue is still "most suspicious first".
-TIE_TOLERANCE = 1e-4
 #: Decisions that confirm a flag was a real label error (reviewer precision counts these).
 CONFIRMING_ACTIONS = ("relabel", "accept", "exclude")
 #: Decisions after which the example's label is human-verified and is not flagged again.
 VERIFYING_ACTIONS = ("relabel", "accept", "keep")
-QUEUE_COLUMNS = (
-    "example_index", "id", "label", "label_name", "original_label", "suggested_label",
-    "suggested_name", "suggested_confidence", "score", "flagged", "in_subset", "reviewed",
-    "decision", "reviewer", "decided_at",
-)
-
-
 @dataclass(frozen=True)
 class ReviewProgress:
     """How far the review of a dataset has come.
@@ -62,8 +75,8 @@ class ReviewProgress:
         n_reviewed: Of those, examples with a decision in force.
         n_confirmed: Reviewed examples whose flag was confirmed (relabel to another label,
             accept, exclude).
-        precision: ``n_confirmed / n_reviewed``: how often the detector was right so far,
-            or ``None`` before the first decision.
+        precision: ``n_confirmed / n_reviewed``: the reviewers' agreement with the flags so
+            far (how often they confirmed one), or ``None`` before the first decision.
     """
 
     n_flagged: int
@@ -72,73 +85,10 @@ class ReviewProgress:
     precision: float | None
 
 
-def _latest_scores(store: Store, dataset_id: int) -> pd.DataFrame:
-    mis = store.latest_mislabels(dataset_id)
-    if mis is None:
-        raise ConfigError(
-            "This dataset has no mislabel scores yet: run mislabel detection first "
-            "(core.pipeline.detect, or the Review page's 'Detect' button)."
-        )
-    return mis
-
-
 def _confirms(d: Decision, original: int) -> bool:
     if d.action == "relabel":
         return d.new_label != original  # relabelling to the original label is a keep
     return d.action in CONFIRMING_ACTIONS
-
-
-def review_queue(
-    store: Store, dataset_id: int, *, tie_tolerance: float = TIE_TOLERANCE
-) -> pd.DataFrame:
-    """The examples to review, most suspicious first.
-
-    The queue holds every example flagged by the newest mislabel scores plus every
-    example with a decision in force (so reviewed examples stay visible after a
-    re-score). Order: score, highest first; scores within ``tie_tolerance`` of each
-    other put examples in the newest run's subset first; then example index.
-
-    Returns:
-        A DataFrame with :data:`QUEUE_COLUMNS` (``decision`` is ``""`` when undecided).
-
-    Raises:
-        ConfigError: the dataset has no mislabel scores yet.
-        StoreError: no such dataset.
-    """
-    if tie_tolerance < 0:
-        raise ConfigError(f"tie_tolerance must be >= 0; got {tie_tolerance}.")
-    mis = _latest_scores(store, dataset_id)
-    dataset, _ = store.get_dataset(dataset_id)
-    labels, _ = store.effective_labels(dataset_id)
-    active = store.active_decisions(dataset_id)
-    run = store.latest_run(dataset_id)
-    in_subset = run.selected if run is not None else np.zeros(dataset.n, bool)
-    flagged = mis["flagged"].to_numpy()
-    members = np.flatnonzero(flagged | np.isin(np.arange(dataset.n), list(active)))
-    score = mis["score"].to_numpy()
-    key = score[members] + tie_tolerance * in_subset[members]
-    members = members[np.lexsort((members, -key))]
-    names = np.asarray(dataset.class_names, dtype=object)
-    suggested = mis["suggested_label"].to_numpy()[members]
-    decisions = [active.get(int(i)) for i in members]
-    table = pd.DataFrame({
-        "example_index": members.astype(np.int64),
-        "id": dataset.ids[members].astype(str),
-        "label": labels[members],
-        "label_name": names[labels[members]],
-        "original_label": dataset.labels[members],
-        "suggested_label": suggested.astype(np.int64),
-        "suggested_name": names[suggested],
-        "suggested_confidence": mis["suggested_confidence"].to_numpy()[members],
-        "score": score[members],
-        "flagged": flagged[members],
-        "in_subset": in_subset[members].astype(bool),
-        "reviewed": np.array([d is not None for d in decisions], dtype=bool),
-        "decision": [d.action if d else "" for d in decisions],
-        "reviewer": [d.reviewer if d else "" for d in decisions],
-        "decided_at": [d.decided_at if d else "" for d in decisions],
-    })
-    return table.reset_index(drop=True)
 
 
 def review_progress(store: Store, dataset_id: int) -> ReviewProgress:
@@ -164,6 +114,7 @@ def decide(
     *,
     new_label: int | None = None,
     reviewer: str = "reviewer",
+    expected_revision: int | None = None,
 ) -> Decision:
     """Record one review decision; it is durable when this returns.
 
@@ -179,12 +130,17 @@ def decide(
             reviewer's own decisions).
         new_label: Class index for ``relabel``/``accept``.
         reviewer: Name saved with the decision (provenance).
+        expected_revision: The example's ``revision`` (queue column) the reviewer saw; when
+            given and the example has changed since, nothing is written. ``None``: no check.
 
     Returns:
         The appended :class:`~core.store.Decision`.
 
     Raises:
-        ConfigError: unknown action, a label given to keep/exclude, nothing to accept or undo.
+        ConfigError: unknown action, a label given to keep/exclude, nothing to accept or undo,
+            a relabel to the label the example already has (not a relabel: use ``keep``).
+        StaleDecisionError: the example is no longer at ``expected_revision``; it holds the
+            decision now in force, and a new call with its ``revision`` confirms yours.
         StoreError: no such dataset or example, label out of range.
     """
     if action not in DECISION_ACTIONS:
@@ -201,9 +157,9 @@ def decide(
         if idx not in active:
             raise ConfigError(f"Example {idx} has no decision in force; there is nothing to undo.")
         return store.add_decision(dataset_id, idx, "undo", reviewer=reviewer.strip(),
-                                  undoes=active[idx].id)
+                                  undoes=active[idx].id, expected_revision=expected_revision)
     if action == "accept" and new_label is None:
-        mis = _latest_scores(store, dataset_id)
+        mis = latest_scores(store, dataset_id)
         if idx not in mis.index:
             raise ConfigError(f"Example {idx} has no mislabel score, so no suggestion to accept.")
         new_label = int(mis.loc[idx, "suggested_label"])
@@ -214,29 +170,37 @@ def decide(
             )
     if action == "relabel" and new_label is None:
         raise ConfigError("relabel needs new_label (the class index to set).")
+    if action == "relabel":
+        labels, _ = store.effective_labels(dataset_id)
+        if 0 <= idx < len(labels) and labels[idx] == int(new_label):
+            raise ConfigError(
+                f"Example {idx} already has label {int(new_label)}; nothing to relabel "
+                "(use 'keep' to confirm it)."
+            )
     decision = store.add_decision(dataset_id, idx, action, new_label=new_label,
-                                  reviewer=reviewer.strip())
+                                  reviewer=reviewer.strip(), expected_revision=expected_revision)
     logger.info("review: %s example %d (%d -> %d) by %s", action, idx, decision.old_label,
                 decision.new_label, decision.reviewer)
     return decision
 
 
-def undo_last(store: Store, dataset_id: int, *, reviewer: str = "reviewer") -> Decision | None:
-    """Withdraw ``reviewer``'s newest decision on this dataset; returns the ``undo`` entry, or ``None``.
+def undo_last_action(store: Store, dataset_id: int, *, reviewer: str = "reviewer") -> list[Decision]:
+    """Withdraw ``reviewer``'s newest action on this dataset; returns its ``undo`` entries (oldest first).
 
-    Undo is per reviewer and per dataset: it only ever cancels a decision that
-    ``reviewer`` made on ``dataset_id`` (their newest one that is not undone yet),
-    never another reviewer's, so two people reviewing at once cannot undo each other.
+    An action is one decision, or every decision of one bulk action (same
+    :attr:`~core.store.Decision.batch`): a bulk accept of 40 suggestions is undone by one
+    call, all 40 in one transaction. Undo is per reviewer and per dataset: it only ever
+    cancels decisions that ``reviewer`` made on ``dataset_id`` (their newest one not undone
+    yet), never another reviewer's, so two people reviewing at once cannot undo each other.
 
     If another reviewer decided the same example afterwards (alice relabels, bob then
     excludes or keeps it), alice's undo still withdraws *her* decision, but bob's stays
     in force and so does the label it recorded: the example's label does not change, and
     the undo entry says so (``old_label == new_label``). Only if bob later undoes his own
-    decision does the example fall back past alice's withdrawn one. Each call withdraws
-    exactly one decision, the reviewer's newest not yet undone, so repeated calls walk
-    back through that reviewer's own decisions only.
+    decision does the example fall back past alice's withdrawn one. Repeated calls walk
+    back through that reviewer's own actions only.
 
-    The entry's ``old_label``/``new_label`` are the example's effective label before and
+    The entries' ``old_label``/``new_label`` are the example's effective label before and
     after the undo (what :meth:`Store.effective_labels` gives), i.e. the label it restores.
 
     Raises:
@@ -249,13 +213,46 @@ def undo_last(store: Store, dataset_id: int, *, reviewer: str = "reviewer") -> D
     undone = {d.undoes for d in log_ if d.action == "undo"}
     mine = [d for d in log_ if d.action != "undo" and d.id not in undone and d.reviewer == name]
     if not mine:
-        return None
-    target = mine[-1]
-    entry = store.add_decision(dataset_id, target.example_index, "undo", reviewer=name,
-                               undoes=target.id)
-    logger.info("review: %s undid their %s of example %d (%d -> %d)", name, target.action,
-                target.example_index, entry.old_label, entry.new_label)
-    return entry
+        return []
+    newest = mine[-1]
+    targets = [d for d in mine if d.batch == newest.batch] if newest.batch is not None else [newest]
+    entries = store.add_decisions(
+        dataset_id, [(t.example_index, "undo", None, t.id) for t in targets], reviewer=name,
+        batch=len(targets) > 1,
+    )
+    for t, e in zip(targets, entries, strict=True):
+        logger.info("review: %s undid their %s of example %d (%d -> %d)", name, t.action,
+                    t.example_index, e.old_label, e.new_label)
+    return entries
+
+
+def undo_last(store: Store, dataset_id: int, *, reviewer: str = "reviewer") -> Decision | None:
+    """:func:`undo_last_action`, returning its newest ``undo`` entry, or ``None`` when nothing was undone."""
+    entries = undo_last_action(store, dataset_id, reviewer=reviewer)
+    return entries[-1] if entries else None
+
+
+def accept_suggestions(
+    store: Store, dataset_id: int, rows: pd.DataFrame, *, reviewer: str = "reviewer"
+) -> list[Decision]:
+    """Accept the suggestion of every row of ``rows`` as one bulk action (one batch, one undo).
+
+    ``rows`` are queue rows (from :func:`suggestions_to_accept`): each is accepted with the
+    suggested label it showed, against the revision it showed, all in one transaction.
+
+    Raises:
+        StaleDecisionError: one of the examples changed since ``rows`` were read; nothing written.
+        ConfigError: ``reviewer`` is empty.
+    """
+    if not isinstance(reviewer, str) or not reviewer.strip():
+        raise ConfigError("reviewer must be a non-empty name (it is saved with the decision).")
+    if not len(rows):
+        return []
+    items = [(int(r.example_index), "accept", int(r.suggested_label), None) for r in rows.itertuples()]
+    expected = {int(r.example_index): int(r.revision) for r in rows.itertuples()}
+    out = store.add_decisions(dataset_id, items, reviewer=reviewer.strip(), batch=True, expected=expected)
+    logger.info("review: %s accepted %d suggestions in batch %s", reviewer, len(out), out[0].batch)
+    return out
 
 
 def _settings(store: Store, dataset_id: int) -> dict[str, Any]:
@@ -304,14 +301,23 @@ def rescore(
        highest stored value; stored as a new run with ``info["rescored_from"]``.
 
     Returns:
-        ``{"result_id", "run_id" (None without a run), "n_flagged", "dropped", "added"}``.
+        ``{"result_id", "run_id" (None without a run), "n_flagged", "n_flagged_before",
+        "flags_added", "flags_removed" (examples newly flagged / no longer flagged),
+        "dropped", "added" (examples leaving / joining the subset)}``.
     """
     reporter = reporter or NullReporter()
     from core.pipeline import detect
 
+    before = store.latest_mislabels(dataset_id)
+    was = before["flagged"].to_numpy() if before is not None else None
     rid = detect(store, dataset_id, device=device, reporter=SubReporter(reporter, 0.0, 0.9))
     flagged = store.latest_mislabels(dataset_id)["flagged"].to_numpy()
+    if was is None:
+        was = np.zeros_like(flagged)
     out: dict[str, Any] = {"result_id": rid, "run_id": None, "n_flagged": int(flagged.sum()),
+                           "n_flagged_before": int(was.sum()),
+                           "flags_added": int((flagged & ~was).sum()),
+                           "flags_removed": int((was & ~flagged).sum()),
                            "dropped": 0, "added": 0}
     run = store.latest_run(dataset_id)
     if run is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -18,6 +19,13 @@ from core.data.dataset import make_split
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTCP = str(Path(sys.executable).with_name("hostcp"))
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh ``HOSTCP_HOME`` per test: the CLI stores its runs in the app's database there."""
+    monkeypatch.setenv("HOSTCP_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +69,19 @@ def test_select_writes_the_contracted_file(small_csv, tmp_path, method, capsys):
     assert set(df["suggested_label"]) <= {"ant", "bee", "cat"}
 
 
-def test_select_passes_settings_to_the_method(small_csv, tmp_path, capsys):
+def test_select_passes_settings_to_the_method(small_csv, tmp_path, home, capsys):
+    """``learn_phi=False`` (Python's spelling) is the bool False, not the truthy text "False"."""
     from core.store import Store
 
     out = tmp_path / "out"
     code = main(["select", str(small_csv), "--out", str(out), "--budget", "0.1",
-                 "--set", "learn_phi=false", "--set", "epochs=1", "--set", "start=online"])
+                 "--set", "learn_phi=False", "--set", "epochs=1", "--set", "start=online"])
     assert code == 0, capsys.readouterr().err
-    store = Store(out / "hostcp.sqlite")
-    run = store.latest_run(store.list_datasets()[0].id, "hostcp")
+    store = Store(home / "hostcp.sqlite")  # the app's database: the run shows up in the app
+    project = json.loads((out / "project.json").read_text())
+    assert Path(project["store"]) == store.path.resolve()
+    run = store.get_run(project["run_id"])
+    assert run.dataset_id == project["dataset_id"] and run.method == "hostcp"
     cfg = run.info["config"]
     assert (cfg["learn_phi"], cfg["epochs"], cfg["start"]) == (False, 1, "online")
     df = _selection(out)
@@ -92,12 +104,20 @@ def test_select_with_a_validation_file_makes_every_row_a_candidate(small_csv, tm
     ("args", "message"),
     [
         (["select", "missing.csv", "--out", "o"], "no such file"),
-        (["select", "{csv}", "--out", "o", "--label-column", "target"], "target"),
+        (["select", "{csv}", "--out", "o", "--label-column", "target"],
+         "Give it with --label-column 'label'"),
         (["select", "{csv}", "--out", "o", "--budget", "1.5"], "budget"),
         (["select", "{csv}", "--out", "o", "--method", "magic"], "Unknown method"),
         (["select", "{csv}", "--out", "o", "--set", "learn_phi"], "KEY=VALUE"),
-        (["select", "{csv}", "--out", "o", "--set", "not_a_setting=1"], "not_a_setting"),
-        (["select", "{csv}", "--out", "o", "--set", "start=offline"], "start"),
+        (["select", "{csv}", "--out", "o", "--set", "not_a_setting=1"],
+         "--set not_a_setting: no such setting. Valid settings: batch_size, class_alloc"),
+        (["select", "{csv}", "--out", "o", "--method", "knn_shapley", "--set", "k=3"],
+         "Valid settings: n_neighbors."),
+        (["select", "{csv}", "--out", "o", "--set", "learn_phi=maybe"],
+         "--set learn_phi takes true or false"),
+        (["select", "{csv}", "--out", "o", "--set", "epochs=two"], "--set epochs takes an integer"),
+        (["select", "{csv}", "--out", "o", "--set", "start=offline"], "--set: HostCPConfig.start"),
+        (["export", "{empty}", "--out", "x.txt"], "no project database"),
         (["inspect", "{bad}"], ""),
         (["curve", "{csv}", "--out", "o", "--budgets", "0.1,7"], "Budgets are fractions"),
         (["curve", "{csv}", "--out", "o", "--budgets", "ten,20"], "Budgets are fractions"),
@@ -109,7 +129,7 @@ def test_bad_input_gives_one_line_and_exit_2(small_csv, tmp_path, capsys, args, 
     bad.write_text("a,b\n1,2\n")
     (tmp_path / "empty").mkdir()
     argv = [a.format(csv=small_csv, bad=bad, empty=tmp_path / "empty") for a in args]
-    argv = [str(tmp_path / a) if a in ("o", "x.csv") else a for a in argv]
+    argv = [str(tmp_path / a) if a in ("o", "x.csv", "x.txt") else a for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("hostcp ")
@@ -211,3 +231,115 @@ def test_the_console_script_exits_fast_with_its_output_and_status(small_csv, tmp
     bad = subprocess.run([HOSTCP, "select", str(tmp_path / "missing.csv"), "--out", str(out)],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such file" in bad.stderr
+
+
+# ------------------------------------------------------------------ settings, help, progress, curve
+@pytest.mark.parametrize(("text", "value"), [("True", True), ("False", False), ("true", True),
+                                              ("false", False), ("1", True), ("0", False)])
+def test_set_reads_a_bool_setting_as_a_bool(text, value):
+    from core.cli import method_settings, parse_settings
+
+    got = parse_settings([f"learn_phi={text}", "epochs=3", "gamma=0.1", "start=online"],
+                         method_settings("hostcp"))
+    assert got == {"learn_phi": value, "epochs": 3, "gamma": 0.1, "start": "online"}
+    assert type(got["learn_phi"]) is bool and type(got["epochs"]) is int
+
+
+def test_select_help_shows_defaults_and_method_names(capsys):
+    with pytest.raises(SystemExit):
+        main(["select", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 0.1)" in text and "(default: hostcp)" in text and "(default: 0.2)" in text
+    from core.valuation import available_methods
+
+    assert len(available_methods()) >= 7
+    for name in available_methods():
+        assert f"{name}:" in text
+    assert "(default: None)" not in text
+
+
+def test_progress_without_a_message_has_no_dangling_colon():
+    import io
+
+    from core.cli import _ProgressPrinter
+
+    stream = io.StringIO()
+    printer = _ProgressPrinter(stream)
+    printer.show("embedding", 0.0, "", None)
+    printer.show("embedding", 0.5, "batch 2/4", None)
+    assert stream.getvalue().splitlines() == ["  0% embedding", " 50% embedding: batch 2/4"]
+
+
+def test_select_never_prints_an_empty_progress_line(small_csv, tmp_path, capsys):
+    assert main(["select", str(small_csv), "--out", str(tmp_path / "out"), "--method", "random"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and not [line for line in lines if re.search(r"%\s+\S+:\s*$", line) or "starting" in line]
+
+
+def test_a_one_seed_curve_prints_no_nan(small_csv, tmp_path, capsys):
+    from core.cli import curve_summary
+
+    out = tmp_path / "curve"
+    assert main(["curve", str(small_csv), "--out", str(out), "--methods", "random", "--budgets", "0.2",
+                 "--seeds", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "NaN" not in printed and "nan" not in printed and "random" in printed
+    table = pd.read_csv(out / "curve.csv")
+    two = pd.concat([table, table.assign(seed=1, accuracy=table["accuracy"] - 0.1)])
+    assert "std" in curve_summary(two) and "std" not in curve_summary(table)
+
+
+# ------------------------------------------------------------------ shared store, export, columns
+def _select_random(data: Path, out: Path, *extra: str) -> dict:
+    argv = ["select", str(data), "--out", str(out), "--method", "random", "--budget", "0.2", *extra]
+    assert main(argv) == 0
+    return json.loads((out / "project.json").read_text())
+
+
+def test_export_uses_the_run_select_made_and_names_it(small_csv, tmp_path, home, capsys):
+    from core.export import run_manifest_path
+    from core.store import Store
+
+    out = tmp_path / "out"
+    project = _select_random(small_csv, out)
+    store = Store(home / "hostcp.sqlite")
+    run = store.get_run(project["run_id"])
+    newer = store.add_run(project["dataset_id"], method="kcenter", budget=0.5, seed=0, settings={},
+                          selected=~run.selected & ~np.isnan(run.value), value=run.value)
+    capsys.readouterr()
+    assert main(["export", str(out), "--out", str(out / "subset.csv")]) == 0
+    said = capsys.readouterr().out
+    manifest = json.loads(run_manifest_path(out / "subset.csv").read_text())
+    assert manifest["run"]["id"] == run.id != newer and f"run {run.id} (random at 20%)" in said
+    assert manifest["dataset"]["id"] == project["dataset_id"]
+    assert main(["export", str(out), "--out", str(out / "k.csv"), "--run", str(newer)]) == 0
+    assert json.loads(run_manifest_path(out / "k.csv").read_text())["run"]["id"] == newer
+
+
+def test_store_option_keeps_the_old_layout(small_csv, tmp_path, home):
+    out = tmp_path / "out"
+    project = _select_random(small_csv, out, "--store", str(out / "hostcp.sqlite"))
+    assert (out / "hostcp.sqlite").is_file() and not (home / "hostcp.sqlite").exists()
+    assert Path(project["store"]) == (out / "hostcp.sqlite").resolve()
+    (out / "project.json").unlink()  # a folder made by an earlier version: the database inside
+    assert main(["export", str(out), "--out", str(tmp_path / "subset.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "subset.csv")) == _selection(out)["selected"].sum()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "npz"])
+def test_inspect_of_an_export_shows_the_imported_columns(tmp_path, capsys, fmt):
+    rng = np.random.default_rng(0)
+    names = ["mean radius", "mean texture", "worst area"]
+    frame = pd.DataFrame(rng.normal(size=(120, 3)), columns=names)
+    frame["label"] = np.where(np.arange(120) % 2, "benign", "malignant")
+    data = tmp_path / "cancer.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "out"
+    _select_random(data, out)
+    assert main(["export", str(out), "--out", str(out / f"kept.{fmt}"), "--what", "kept"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(data)]) == 0
+    before = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Features:")]
+    assert main(["inspect", str(out / f"kept.{fmt}")]) == 0
+    after = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Features:")]
+    assert before == after == [f"Features: {', '.join(names)}"]

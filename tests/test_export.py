@@ -182,15 +182,17 @@ def test_odd_class_names_make_safe_folders():
 @pytest.mark.parametrize(
     ("kwargs", "name", "match"),
     [
-        ({"what": "everything"}, "a.zip", "what must be"),
-        ({"fmt": "xlsx"}, "a.zip", "Unknown export format"),
-        ({}, "a.txt", "Cannot tell the export format"),
+        ({"what": "everything"}, "a.zip", "Unknown export choice 'everything'.*--what subset"),
+        ({"fmt": "xlsx"}, "a.zip", "Unknown export format 'xlsx'; choose one of zip, csv, parquet, npz"),
+        ({}, "a.txt", "Cannot tell the export format.*hostcp export --format"),
     ],
 )
 def test_export_errors(images_project, tmp_path, kwargs, name, match):
+    """Messages name what the user can set (the CLI's flags), never the function's arguments."""
     store, did = images_project
-    with pytest.raises(ExportError, match=match):
+    with pytest.raises(ExportError, match=match) as err:
         export_dataset(store, did, tmp_path / name, **kwargs)
+    assert "fmt" not in str(err.value) and "what=" not in str(err.value)
     assert not (tmp_path / name).exists()
 
 
@@ -203,7 +205,7 @@ def test_zip_of_tabular_data_is_refused(table_project, tmp_path):
 def test_subset_without_a_run(tmp_path):
     store = Store(tmp_path / "n.sqlite")
     did = import_dataset(store, _table(), seed=0)
-    with pytest.raises(ExportError, match="no selection run"):
+    with pytest.raises(ExportError, match="no selection run.*--what kept"):
         export_dataset(store, did, tmp_path / "s.csv", what="subset")
     out = export_dataset(store, did, tmp_path / "k.csv", what="kept")  # no scores, no run: fine
     m = pd.read_csv(out)
@@ -256,7 +258,7 @@ def test_a_killed_export_leaves_nothing_after_the_next_export(images_project, tm
     assert [p.name for p in folder.iterdir()] == [TEMP_FOLDER]
     assert len(list((folder / TEMP_FOLDER).iterdir())) == 1
     export_dataset(store, did, folder / "kept.csv", what="kept")  # the next export, another file
-    assert sorted(p.name for p in folder.iterdir()) == ["kept.csv"]  # the stale temporary is gone
+    assert sorted(p.name for p in folder.iterdir()) == ["kept.csv", "kept.csv.run.json"]  # stale one gone
 
 
 @pytest.fixture()
@@ -311,3 +313,118 @@ def test_cli_export_creates_the_folder_with_umask_permissions(tmp_path, umask_02
     assert main(["export", str(project), "--out", str(out), "--what", "kept", "--dataset", str(did)]) == 0
     assert out.is_file() and oct(out.stat().st_mode & 0o777) == oct(0o644)
     assert f"wrote {out}" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ run manifest and column names
+def _named_csv(tmp_path: Path, n: int = 60) -> Path:
+    """A CSV with real feature names, one of them named like a manifest column."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["mean radius", "texture", "value"])
+    frame["label"] = np.where(np.arange(n) % 2, "benign", "malignant")
+    path = tmp_path / "cancer.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture()
+def named_project(tmp_path):
+    store = Store(tmp_path / "named.sqlite")
+    return store, _prefill(store, load_dataset(_named_csv(tmp_path)))
+
+
+def test_a_csv_subset_export_carries_a_run_manifest(named_project, tmp_path):
+    import hashlib
+
+    import core
+    from core.run_manifest import read_run_manifest, run_manifest_path
+
+    store, did = named_project
+    run = store.latest_run(did)
+    older = store.add_run(did, method="random", budget=0.5, seed=3, settings={"method": "random"},
+                          selected=run.selected, value=run.value)
+    out = export_dataset(store, did, tmp_path / "subset.csv", what="subset", run_id=run.id)
+    assert run_manifest_path(out) == tmp_path / "subset.csv.run.json"
+    m = read_run_manifest(out)
+    assert m["source"]["file"] == "cancer.csv"
+    assert m["source"]["sha256"] == hashlib.sha256((tmp_path / "cancer.csv").read_bytes()).hexdigest()
+    assert m["dataset"]["id"] == did
+    r = m["run"]
+    assert (r["id"], r["method"], r["budget"], r["seed"]) == (run.id, "hostcp", 0.2, 0)
+    assert m["run"]["id"] != older and m["run"]["settings"] == run.settings
+    mis = store.latest_mislabels(did)
+    assert m["mislabels"]["result_id"] == mis.attrs["result_id"]
+    assert m["mislabels"]["flagged"] == int(mis["flagged"].sum())
+    log_ = store.decisions(did)
+    assert m["review"]["decisions_in_force"] == 3
+    assert m["review"]["last_decided_at"] == max(d.decided_at for d in log_)
+    assert m["tool"]["version"] == core.__version__ and m["created_at"]
+    assert (m["export"]["what"], m["export"]["format"], m["export"]["rows"]) == ("subset", "csv", 9)
+
+
+def test_every_format_carries_the_run_manifest_inside_where_it_can(images_project, named_project, tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from core.export import PARQUET_RUN_KEY
+    from core.run_manifest import read_run_manifest
+
+    store, did = images_project
+    out = export_dataset(store, did, tmp_path / "s.zip")
+    with zipfile.ZipFile(out) as zf:
+        assert json.loads(zf.read("tiny digits/run.json")) == read_run_manifest(out)
+    store, did = named_project
+    out = export_dataset(store, did, tmp_path / "s.parquet")
+    inside = pq.read_schema(out).metadata[PARQUET_RUN_KEY]
+    assert json.loads(inside) == read_run_manifest(out)
+    out = export_dataset(store, did, tmp_path / "s.npz")
+    with np.load(out) as z:
+        assert json.loads(str(z["run_manifest"])) == read_run_manifest(out)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "npz"])
+def test_a_csv_dataset_exports_in_every_format_that_loads_back_with_its_column_names(named_project, tmp_path,
+                                                                                      fmt):
+    store, did = named_project
+    dataset, _ = store.get_dataset(did)
+    assert dataset.feature_names == ("mean radius", "texture", "value")  # kept through the store
+    labels, excluded = store.effective_labels(did)
+    out = export_dataset(store, did, tmp_path / f"kept.{fmt}", what="kept")
+    back = load_export(out)
+    keep = np.flatnonzero(~excluded)
+    expected = ("mean radius", "texture", "feature_value" if fmt != "npz" else "value")
+    assert back.feature_names == expected  # "value" is a manifest column in a table: renamed
+    np.testing.assert_allclose(back.features, dataset.features[keep], rtol=1e-6)
+    assert back.ids.astype(str).tolist() == dataset.ids[keep].astype(str).tolist()
+    assert [back.class_names[i] for i in back.labels] == [dataset.class_names[i] for i in labels[keep]]
+
+
+def test_an_image_dataset_exports_as_npz_too(images_project, tmp_path):
+    store, did = images_project
+    dataset, _ = store.get_dataset(did)
+    labels, excluded = store.effective_labels(did)
+    back = load_export(export_dataset(store, did, tmp_path / "kept.npz", what="kept"))
+    keep = np.flatnonzero(~excluded)
+    np.testing.assert_array_equal(back.images, dataset.images[keep])
+    assert [back.class_names[i] for i in back.labels] == [dataset.class_names[i] for i in labels[keep]]
+
+
+def test_a_dataset_stored_before_names_were_kept_exports_the_old_columns(table_project, tmp_path):
+    """No names stored (an older store): the generated f0, f1... of earlier exports, as before."""
+    store, did = table_project
+    with store.connect() as conn:
+        fname = conn.execute("SELECT data_file FROM datasets WHERE id=?", (did,)).fetchone()[0]
+    path = store.files_dir / fname
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k != "meta"}  # what an older version wrote
+    np.savez_compressed(path, **arrays)
+    dataset, _ = store.get_dataset(did)
+    assert dataset.feature_names == ("f0", "f1", "f2")
+    table = pd.read_csv(export_dataset(store, did, tmp_path / "k.csv", what="kept"))
+    assert list(table.columns[-3:]) == ["f0", "f1", "f2"]
+
+
+def test_a_tabular_zip_names_the_formats_that_work(table_project, tmp_path):
+    store, did = table_project
+    with pytest.raises(ExportError, match="csv, parquet, npz"):
+        export_dataset(store, did, tmp_path / "t.zip")

@@ -11,12 +11,17 @@ from core.errors import ConfigError, StoreError
 from core.pipeline import detect, import_dataset
 from core.review import (
     QUEUE_COLUMNS,
+    StaleDecisionError,
+    accept_suggestions,
     decide,
+    filter_queue,
     neighbours,
     rescore,
     review_progress,
     review_queue,
+    suggestions_to_accept,
     undo_last,
+    undo_last_action,
 )
 from core.store import Store
 
@@ -114,6 +119,7 @@ def test_progress_and_reviewer_precision(handmade):
     decide(store, did, 1, "keep")
     decide(store, did, 2, "exclude")
     original = store.get_dataset(did)[0].labels[3]
+    decide(store, did, 3, "relabel", new_label=int((original + 2) % 10))
     decide(store, did, 3, "relabel", new_label=int(original))  # back to its own label: a keep
     p = review_progress(store, did)
     assert (p.n_reviewed, p.n_confirmed) == (4, 2)
@@ -266,7 +272,115 @@ def test_rescore_honours_decisions_and_refreshes_the_subset(project):
     n_cand = int((~np.isnan(new.value)).sum())
     assert new.selected.sum() == round(run.budget * n_cand)
     assert out["dropped"] == int((run.selected & ~new.selected).sum())
+    was, now = before["flagged"].to_numpy(), after["flagged"].to_numpy()
+    assert (out["n_flagged_before"], out["n_flagged"]) == (int(was.sum()), int(now.sum()))
+    assert (out["flags_added"], out["flags_removed"]) == (int((now & ~was).sum()), int((was & ~now).sum()))
+    assert out["flags_removed"] >= 2  # the kept and the relabelled example are no longer flagged
     # the queue keeps the reviewed examples after the re-score
     q2 = review_queue(store, did)
     assert {first, second, third} <= set(q2["example_index"])
     assert review_progress(store, did).n_reviewed == 3
+
+
+def test_relabel_to_the_label_it_has_is_refused_and_not_logged(handmade):
+    store, did = handmade
+    current = int(store.effective_labels(did)[0][4])
+    with pytest.raises(ConfigError, match="already has label"):
+        decide(store, did, 4, "relabel", new_label=current)
+    assert store.decisions(did) == []
+    decide(store, did, 4, "relabel", new_label=(current + 1) % 10)
+    with pytest.raises(ConfigError, match="already has label"):  # the effective label counts
+        decide(store, did, 4, "relabel", new_label=(current + 1) % 10)
+    assert len(store.decisions(did)) == 1
+
+
+def test_a_decision_on_a_stale_revision_is_refused_until_confirmed(handmade):
+    store, did = handmade
+    seen = int(review_queue(store, did).set_index("example_index").loc[0, "revision"])
+    assert seen == 0  # never decided
+    theirs = decide(store, did, 0, "keep", reviewer="bob", expected_revision=seen)  # tab B first
+    with pytest.raises(StaleDecisionError) as err:  # tab A still shows revision 0
+        decide(store, did, 0, "exclude", reviewer="alice", expected_revision=seen)
+    assert err.value.current == theirs and err.value.revision == theirs.id
+    assert store.active_decisions(did)[0] == theirs  # nothing written
+    mine = decide(store, did, 0, "exclude", reviewer="alice", expected_revision=err.value.revision)
+    assert store.active_decisions(did)[0] == mine
+    assert int(review_queue(store, did).set_index("example_index").loc[0, "revision"]) == mine.id
+    undo_last(store, did, reviewer="alice")  # an undo is a new revision too
+    with pytest.raises(StaleDecisionError) as err:
+        decide(store, did, 0, "keep", reviewer="bob", expected_revision=mine.id)
+    assert err.value.current == theirs
+    decide(store, did, 0, "keep", reviewer="carol")  # no expected revision: no check
+
+
+def test_filter_and_sort_the_queue(handmade):
+    store, did = handmade
+    decide(store, did, 2, "keep")
+    q = review_queue(store, did)
+    labels = dict(zip(q["example_index"], q["label"], strict=True))
+    cls = int(labels[0])
+    given = filter_queue(q, given=[cls])
+    assert set(given["example_index"]) == {i for i, c in labels.items() if c == cls}
+    sugg = filter_queue(q, suggested=[(cls + 1) % 10])
+    assert (sugg["suggested_label"] == (cls + 1) % 10).all() and 0 in set(sugg["example_index"])
+    assert filter_queue(q, min_score=0.86)["example_index"].tolist() == [0, 1, 2, 3, 4]
+    assert filter_queue(q, reviewed=True)["example_index"].tolist() == [2]
+    assert 2 not in set(filter_queue(q, reviewed=False)["example_index"])
+    assert filter_queue(q, in_subset=True)["example_index"].tolist() == [7]
+    assert filter_queue(q, sort="example")["example_index"].tolist() == list(range(10))
+    assert filter_queue(q)["example_index"].tolist() == q["example_index"].tolist()
+    with pytest.raises(ConfigError, match="queue order"):
+        filter_queue(q, sort="colour")
+
+
+def test_the_queue_of_chosen_examples(handmade):
+    store, did = handmade
+    q = review_queue(store, did, examples=[30, 0, 25])  # e.g. a lasso on the map
+    assert q["example_index"].tolist() == [0, 25, 30]  # flagged or not, most suspicious first
+    with pytest.raises(ConfigError, match="indices"):
+        review_queue(store, did, examples=[40])
+
+
+def test_bulk_accept_counts_first_and_one_undo_reverts_the_batch(handmade):
+    store, did = handmade
+    conf = np.linspace(0.5, 0.95, 40)
+    mis = store.latest_mislabels(did)
+    store.add_mislabel_result(did, score=mis["score"].to_numpy(), flagged=mis["flagged"].to_numpy(),
+                              suggested_label=mis["suggested_label"].to_numpy(),
+                              suggested_confidence=conf, noise_rate=0.25, threshold=0.8)
+    decide(store, did, 9, "keep", reviewer="alice")  # decided: never overwritten in bulk
+    decide(store, did, 0, "exclude", reviewer="alice")
+    q = review_queue(store, did)
+    plan = suggestions_to_accept(q, min_confidence=float(conf[5]))
+    assert sorted(plan["example_index"]) == [5, 6, 7, 8]
+    labels_before = store.effective_labels(did)[0].copy()
+    done = accept_suggestions(store, did, plan, reviewer="alice")
+    assert len({d.batch for d in done}) == 1 and done[0].batch is not None
+    labels = store.effective_labels(did)[0]
+    assert [int(labels[i]) for i in (5, 6, 7, 8)] == [
+        int(mis.loc[i, "suggested_label"]) for i in (5, 6, 7, 8)]
+    decide(store, did, 1, "keep", reviewer="bob")  # another reviewer's newer decision stays
+    undone = undo_last_action(store, did, reviewer="alice")
+    assert sorted(u.example_index for u in undone) == [5, 6, 7, 8]
+    assert np.array_equal(store.effective_labels(did)[0], labels_before)
+    assert set(store.active_decisions(did)) == {0, 1, 9}
+    assert [u.example_index for u in undo_last_action(store, did, reviewer="alice")] == [0]  # then one
+
+
+def test_a_bulk_accept_on_a_stale_queue_writes_nothing(handmade):
+    store, did = handmade
+    plan = suggestions_to_accept(review_queue(store, did), min_confidence=0.5)
+    decide(store, did, int(plan["example_index"][3]), "keep", reviewer="bob")
+    with pytest.raises(StaleDecisionError):
+        accept_suggestions(store, did, plan, reviewer="alice")
+    assert len(store.decisions(did)) == 1
+
+
+def test_undo_acts_on_its_dataset_only(handmade):
+    store, did = handmade
+    other = import_dataset(store, _noisy_digits(40, rate=0.0, seed=1), seed=0)
+    decide(store, did, 0, "keep", reviewer="alice")
+    theirs = store.add_decision(other, 0, "exclude", reviewer="alice")  # newer, on another dataset
+    assert undo_last(store, did, reviewer="alice").example_index == 0
+    assert store.active_decisions(other) == {0: theirs}
+    assert store.active_decisions(did) == {}

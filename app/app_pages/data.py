@@ -29,7 +29,10 @@ with upload_tab:
         uploaded = st.file_uploader(
             "Dataset file", type=["zip", "csv", "parquet", "pq", "npz"], key="upload_file"
         )
-        label_column = st.text_input("Label column (CSV/Parquet)", value="label", key="label_column")
+        label_column = st.text_input(
+            "Label column (CSV/Parquet)", value="label", key="label_column",
+            help="The column that holds the classes; every other column but `id` is a feature.",
+        )
         do_upload = st.form_submit_button("Import file", type="primary")
     if do_upload:
         if uploaded is None:
@@ -88,18 +91,19 @@ with services.engine_errors("Reading the dataset"):
 
     st.subheader(f"#{did} {md(info.name)}")
     st.caption(f"Origin: {md(info.origin)}")
-    c = st.columns(7)
+    # two rows of four: seven metrics in one row cut the Shape value off on a laptop screen
+    c = [*st.columns(4), *st.columns(4)]
     c[0].metric("Examples", f"{summary.n_examples:,}")
     c[1].metric("Classes", summary.n_classes)
     c[2].metric(
         "Shape",
-        "×".join(map(str, summary.shape)),
+        "×".join(map(str, summary.shape)) if dataset.images is not None else f"{summary.shape[0]} features",
         help="Height × width × channels of an image, or the number of features.",
     )
-    c[3].metric("Train", f"{len(split.train):,}", help="Candidates for selection.")
-    c[4].metric("Validation", f"{len(split.val):,}", help="Guides the selection; never selected.")
-    c[5].metric("Test", f"{len(split.test):,}", help="Measures the value curves; never selected.")
-    c[6].metric(
+    c[4].metric("Train", f"{len(split.train):,}", help="Candidates for selection.")
+    c[5].metric("Validation", f"{len(split.val):,}", help="Guides the selection; never selected.")
+    c[6].metric("Test", f"{len(split.test):,}", help="Measures the value curves; never selected.")
+    c[3].metric(
         "Known noise",
         "-" if summary.known_noise_rate is None else f"{summary.known_noise_rate:.1%}",
         help="Share of labels known to be wrong (demos keep the true labels).",
@@ -123,7 +127,8 @@ with services.engine_errors("Reading the dataset"):
         )
         st.plotly_chart(fig, key="class_balance")
         roles = split.role_of(dataset.n)
-        per_split = pd.crosstab(np.asarray(dataset.class_names, dtype=object)[dataset.labels], roles)
+        per_split = pd.crosstab(np.asarray(dataset.class_names, dtype=object)[dataset.labels], roles,
+                                rownames=["class"], colnames=["split"])
         st.markdown("**Split sizes per class**")
         st.dataframe(
             per_split.reindex(columns=[c for c in ("train", "val", "test") if c in per_split.columns])
@@ -146,11 +151,11 @@ with services.engine_errors("Reading the dataset"):
             )
         else:
             st.markdown("**First rows**")
-            head = pd.DataFrame(
-                dataset.features[:20], columns=[f"x{j}" for j in range(dataset.features.shape[1])]
-            )
-            head.insert(0, "label", np.asarray(dataset.class_names, dtype=object)[dataset.labels[:20]])
-            head.insert(0, "id", np.asarray(dataset.ids[:20]).astype(str))
+            head = pd.DataFrame(dataset.features[:20], columns=list(dataset.feature_names))  # as imported
+            taken = set(head.columns)  # a feature may be called "label" when the classes are elsewhere
+            head.insert(0, "label" if "label" not in taken else "(label)",
+                        np.asarray(dataset.class_names, dtype=object)[dataset.labels[:20]])
+            head.insert(0, "id" if "id" not in taken else "(id)", np.asarray(dataset.ids[:20]).astype(str))
             st.dataframe(head, hide_index=True)
 
 st.page_link(

@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import services
 from app.components.jobs import job_panel
+from app.components.map_pick import open_in_review
 from app.markup import chart_text
 from core.evaluate import DEFAULT_BUDGETS, parse_budgets
 from core.valuation import available_methods
@@ -190,7 +191,10 @@ with services.engine_errors("Showing the run"):
         else:
             hover = services.hover_table(dataset, labels, run.value, mis).map(chart_text)  # ids, class names
             fig = map_figure(layout, selected=chosen, flagged=flagged, candidate=candidate, hover=hover)
-            st.plotly_chart(fig, key="selection_map")
+            event = st.plotly_chart(
+                fig, key="selection_map", on_select="rerun", selection_mode=("box", "lasso")
+            )
+            open_in_review(did, event, hover)
             st.caption(
                 "Each point is an example laid out by UMAP on its embedding; red = chosen, "
                 "blue = discarded, grey = validation/test, ringed = flagged as likely mislabelled."

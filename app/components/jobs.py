@@ -17,7 +17,7 @@ __all__ = ["job_panel"]
 
 def _eta_text(eta_s: float | None) -> str:
     if eta_s is None:
-        return "estimating time left..."
+        return "no estimate yet for this step"
     if eta_s < 60:
         return f"about {eta_s:.0f} s left"
     return f"about {eta_s / 60:.1f} min left"

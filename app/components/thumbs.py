@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,7 @@ from PIL import Image
 
 from app.markup import md
 
-__all__ = ["display_image", "thumbnail_grid", "example_view"]
+__all__ = ["display_image", "thumbnail_grid", "example_view", "feature_frame"]
 
 
 def display_image(image: np.ndarray, *, side: int = 96) -> np.ndarray:
@@ -28,15 +28,29 @@ def display_image(image: np.ndarray, *, side: int = 96) -> np.ndarray:
 
 
 def thumbnail_grid(
-    images: Sequence[np.ndarray], captions: Sequence[str], *, columns: int = 8, side: int = 72
+    images: Sequence[np.ndarray],
+    captions: Sequence[str],
+    *,
+    columns: int = 8,
+    side: int = 72,
+    on_open: Callable[[int], None] | None = None,
+    keys: Sequence[int] | None = None,
 ) -> None:
-    """Images in rows of ``columns``, each with its caption shown as plain text (escaped Markdown)."""
+    """Images in rows of ``columns``, each with its caption shown as plain text (escaped Markdown).
+
+    With ``on_open`` and ``keys`` (one example index per image), an "Open" button under
+    each image calls ``on_open(key)``: Streamlit images take no clicks.
+    """
     for start in range(0, len(images), columns):
         cols = st.columns(columns)
-        for col, img, cap in zip(
+        for j, (col, img, cap) in enumerate(zip(
             cols, images[start : start + columns], captions[start : start + columns], strict=False
-        ):
+        )):
             col.image(display_image(img, side=side), caption=md(cap))
+            if on_open is not None and keys is not None:
+                key = int(keys[start + j])
+                col.button("Open", key=f"thumb_open_{key}", on_click=on_open, args=(key,),
+                           use_container_width=True)
 
 
 def example_view(dataset, index: int, *, side: int = 200) -> None:
@@ -44,8 +58,16 @@ def example_view(dataset, index: int, *, side: int = 200) -> None:
     if dataset.images is not None:
         st.image(display_image(dataset.images[index], side=side), caption=md(dataset.ids[index]))
     else:
-        row = pd.DataFrame(
-            dataset.features[index : index + 1], columns=[f"x{j}" for j in range(dataset.features.shape[1])]
-        )
+        row = feature_frame(dataset, np.array([index]), taken=("id",))
         row.insert(0, "id", [str(dataset.ids[index])])
         st.dataframe(row, hide_index=True)
+
+
+def feature_frame(dataset, rows: np.ndarray, *, taken: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The feature rows ``rows`` under the dataset's own column names (a CSV's header).
+
+    A name that is already a column of the table it joins (``taken``) gets a ``feature_``
+    prefix, so the joined table never has two columns of one name.
+    """
+    names = [f"feature_{c}" if c in taken else c for c in dataset.feature_names]
+    return pd.DataFrame(dataset.features[rows], columns=names)

@@ -115,7 +115,7 @@ def open_archive(data: bytes, *, where: str, limits: LoadLimits) -> SafeArchive:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as e:
         raise ArchiveError(
             f"{where} is not a valid ZIP archive ({one_line(e)}). Re-create it with a standard zip tool "
-            "(for example `zip -r data.zip data/`) and upload it again."
+            "(for example `zip -r data.zip data/`) and load it again."
         ) from e
     if len(infos) > limits.max_files:
         raise ArchiveError(

@@ -18,6 +18,7 @@ __all__ = [
     "Dataset",
     "Split",
     "check_curatable",
+    "generated_feature_names",
     "make_split",
 ]
 
@@ -46,6 +47,12 @@ class Dataset:
         sources: ``(N,)`` where each example came from (path in archive, ``file.csv:row 12``).
         true_labels: ``(N,)`` clean labels when known (demos with injected noise), else ``None``.
         origin: Short description of the input (format and path) for provenance.
+        feature_names: ``(D,)`` names of the feature columns (a CSV's header), kept from import to
+            export; ``None`` for images. A tabular dataset given none (arrays, datasets stored
+            before names were kept) gets :func:`generated_feature_names`.
+        source_file: The imported file's name (no folder), ``""`` for demos and arrays.
+        source_sha256: SHA-256 of the imported file's bytes, ``""`` when not known; with
+            ``source_file`` it says in an export's run manifest exactly which file was curated.
     """
 
     name: str
@@ -57,6 +64,9 @@ class Dataset:
     sources: np.ndarray | None = None
     true_labels: np.ndarray | None = None
     origin: str = ""
+    feature_names: tuple[str, ...] | None = None
+    source_file: str = ""
+    source_sha256: str = ""
     _hash: list = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +96,25 @@ class Dataset:
             )
         if self.sources is None:
             object.__setattr__(self, "sources", self.ids.astype(str).copy())
+        object.__setattr__(self, "feature_names", self._checked_feature_names())
+
+    def _checked_feature_names(self) -> tuple[str, ...] | None:
+        """The feature names as a tuple of unique strings, one per column (generated if absent)."""
+        if self.features is None:
+            if self.feature_names is not None:
+                raise DataError("feature_names name the columns of `features`; image data has none.")
+            return None
+        d = int(self.features.shape[1]) if self.features.ndim == 2 else 0
+        if self.feature_names is None:
+            return generated_feature_names(d)
+        names = tuple(str(c) for c in self.feature_names)
+        if len(names) != d:
+            raise DataError(f"{len(names)} feature names for {d} feature columns; give one name per column.")
+        if len(set(names)) != len(names):
+            dups = sorted({c for c in names if names.count(c) > 1})[:5]
+            raise DataError(f"Duplicate feature names: {', '.join(map(repr, dups))}. Every column needs a "
+                            "unique name.")
+        return names
 
     @property
     def n(self) -> int:
@@ -123,6 +152,15 @@ class Dataset:
             h.update("\x00".join(self.ids.astype(str)).encode())
             self._hash.append(h.hexdigest()[:24])
         return self._hash[0]
+
+
+def generated_feature_names(d: int) -> tuple[str, ...]:
+    """``("f0", "f1", ...)``: the names of ``d`` feature columns that came without any.
+
+    The names exports have always written, so a dataset stored before real names were kept
+    exports the same columns as before.
+    """
+    return tuple(f"f{j}" for j in range(int(d)))
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ def decode_images(
         bad = [problems[i] for i in sorted(problems)]
         raise ArchiveError(
             f"{where}: {len(bad)} of {n} images could not be read: {listing(bad, quote=False, sep='; ')}. "
-            "Fix or remove these files and upload again (nothing was dropped silently)."
+            "Fix or remove these files and load the archive again (nothing was dropped silently)."
         )
     notes = [f"{h}x{w}x{stack.shape[-1]}"]
     if stack.shape[-1] == 3 and grey.any():

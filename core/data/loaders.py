@@ -8,6 +8,8 @@ and every bad input raises a :class:`~core.errors.DataError` (or its
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from pathlib import Path, PurePath
 
 from core.data.archive import load_image_folder_zip
@@ -56,7 +58,9 @@ def load_dataset(
             ``None`` resizes to the most common size.
 
     Returns:
-        The dataset; class names are the sorted unique labels as strings.
+        The dataset; class names are the sorted unique labels as strings. It records the
+        file's name and SHA-256 (``source_file``, ``source_sha256``) for the provenance of
+        exports, and a table's feature column names (``feature_names``).
 
     Raises:
         TypeError: ``source`` is neither a path nor ``(filename, bytes)``.
@@ -81,6 +85,25 @@ def load_dataset(
         raise ConfigError(f"image_column applies to CSV/Parquet tables, not to {ext} files.")
     data = read_bytes(source, filename, limits)
     name = name or PurePath(filename).stem
+    dataset = _parse(data, filename=filename, ext=ext, name=name, label_column=label_column,
+                     image_column=image_column, images_zip=images_zip, limits=limits, image_size=image_size)
+    return dataclasses.replace(dataset, source_file=PurePath(filename).name,
+                               source_sha256=hashlib.sha256(data).hexdigest())
+
+
+def _parse(
+    data: bytes,
+    *,
+    filename: str,
+    ext: str,
+    name: str,
+    label_column: str,
+    image_column: str | None,
+    images_zip: Source | None,
+    limits: LoadLimits,
+    image_size: int | tuple[int, int] | None,
+) -> Dataset:
+    """The dataset in ``data`` by its file type (arguments as :func:`load_dataset`'s)."""
     if ext == ".zip":
         return load_image_folder_zip(
             data, archive_name=filename, name=name, limits=limits, image_size=image_size

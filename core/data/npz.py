@@ -32,12 +32,14 @@ from core.errors import ArchiveError, DataError
 
 __all__ = ["from_npz"]
 
-_KEYS = ("X", "y", "ids", "class_names")  # the arrays a dataset uses; any others are not loaded
+#: The arrays a dataset uses; any others (an export's manifest_* columns) are not loaded.
+_KEYS = ("X", "y", "ids", "class_names", "feature_names")
 _READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile)
 
 
 def from_npz(data: bytes, *, filename: str, name: str, limits: LoadLimits) -> Dataset:
-    """Build a dataset from an NPZ holding ``X`` and ``y`` (optionally ``ids``, ``class_names``).
+    """Build a dataset from an NPZ holding ``X`` and ``y`` (optionally ``ids``, ``class_names``,
+    and ``feature_names`` for 2-D features).
 
     Raises:
         DataError: Missing or mismatched arrays, wrong dtypes or shapes, NaN features.
@@ -104,9 +106,24 @@ def from_npz(data: bytes, *, filename: str, name: str, limits: LoadLimits) -> Da
     if x.ndim == 2:
         frame = pd.DataFrame(x, columns=[f"X[:, {j}]" for j in range(x.shape[1])], copy=False)
         features = numeric_features(frame, where=filename, rows=rows)
-        return Dataset(**common, features=features, origin=f"npz:{filename} (features {x.shape})")
+        names = _feature_names(arrays.get("feature_names"), x.shape[1], filename=filename)
+        return Dataset(**common, features=features, feature_names=names,
+                       origin=f"npz:{filename} (features {x.shape})")
     images, note = _images(x, limits=limits)
     return Dataset(**common, images=images, origin=f"npz:{filename} (images {note})")
+
+
+def _feature_names(names: np.ndarray | None, d: int, *, filename: str) -> tuple[str, ...] | None:
+    """The optional ``feature_names`` array as a tuple, one unique name per column of ``X``."""
+    if names is None:
+        return None
+    out = tuple(str(c) for c in names.ravel())
+    if len(out) != d or len(set(out)) != d:
+        raise DataError(
+            f"{filename}: feature_names has {len(out)} entries ({len(set(out))} distinct) but X has {d} "
+            "columns. Give one unique name per column, or leave feature_names out."
+        )
+    return out
 
 
 def _header(npz: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype] | None:

@@ -15,6 +15,7 @@ __all__ = ["IMBALANCE_RATIO", "TINY_CLASS", "DatasetSummary", "summarize"]
 IMBALANCE_RATIO = 5.0  # largest / smallest class above this is reported as imbalance
 TINY_CLASS = 10  # classes with fewer examples are too small for a train/val/test split
 _CLASS_LINES = 30  # classes listed one per line in the text report; the rest are counted
+_FEATURE_NAMES = 50  # feature column names listed in the text report; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class DatasetSummary:
         n_conflicting: Duplicate groups whose copies carry different labels.
         known_noise_rate: Share of labels that differ from known true labels, or ``None``.
         problems: Human-readable problems (imbalance, tiny classes, duplicates...).
+        feature_names: The feature columns of a table, in order (``None`` for images).
     """
 
     name: str
@@ -46,6 +48,7 @@ class DatasetSummary:
     n_conflicting: int
     known_noise_rate: float | None
     problems: tuple[str, ...]
+    feature_names: tuple[str, ...] | None = None
 
     def to_text(self) -> str:
         """A plain-text report, one fact per line."""
@@ -58,8 +61,12 @@ class DatasetSummary:
             f"Dataset: {self.name} ({self.kind}, {self.n_examples} examples, {self.n_classes} classes)",
             f"Shape: {shape}",
             f"Origin: {self.origin}",
-            "Classes:",
         ]
+        if self.feature_names is not None:
+            shown = ", ".join(self.feature_names[:_FEATURE_NAMES])
+            more = len(self.feature_names) - _FEATURE_NAMES
+            lines.append(f"Features: {shown}" + (f" ... and {more} more" if more > 0 else ""))
+        lines.append("Classes:")
         for cls, count in list(self.class_counts.items())[:_CLASS_LINES]:
             lines.append(f"  {cls:<{width}}  {count:>7}  ({count / self.n_examples:6.1%})")
         if len(self.class_counts) > _CLASS_LINES:
@@ -120,8 +127,9 @@ def summarize(dataset: Dataset) -> DatasetSummary:
         constant = np.flatnonzero(np.ptp(dataset.features, axis=0) == 0)
         if len(constant):
             problems.append(
-                f"{len(constant)} feature columns are constant (indices "
-                f"{', '.join(map(str, constant[:10]))}{'...' if len(constant) > 10 else ''}); "
+                f"{len(constant)} feature columns are constant ("
+                f"{', '.join(repr(dataset.feature_names[j]) for j in constant[:10])}"
+                f"{'...' if len(constant) > 10 else ''}); "
                 "they carry no information."
             )
     noise = None
@@ -139,6 +147,7 @@ def summarize(dataset: Dataset) -> DatasetSummary:
         n_conflicting=n_conflict,
         known_noise_rate=noise,
         problems=tuple(problems),
+        feature_names=dataset.feature_names,
     )
 
 

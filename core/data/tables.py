@@ -27,6 +27,7 @@ from core.errors import ArchiveError, DataError
 
 __all__ = [
     "EXPORT_ONLY_COLUMNS",
+    "LabelColumnError",
     "check_two_classes",
     "column_list",
     "encode_labels",
@@ -42,6 +43,22 @@ __all__ = [
 _LABEL_GUESSES = ("label", "labels", "class", "classes", "target", "y", "category")
 _SHOW = 10  # rows or columns listed in one message
 RowRef = Callable[[np.ndarray], str]  # describes 0-based row indices for messages
+
+
+class LabelColumnError(DataError):
+    """The label column is missing, or a column that is not a feature may be the label.
+
+    The message says which column to choose, in words for every reader (the app's
+    Label column box, the Python API's ``label_column``); the command line adds its
+    flag, ``--label-column``.
+
+    Attributes:
+        guess: The column that most likely holds the labels, or ``None``.
+    """
+
+    def __init__(self, message: str, *, guess: str | None = None) -> None:
+        super().__init__(message)
+        self.guess = guess
 
 
 #: Columns an export (core.export) writes besides ``id``, ``label`` and the features. A table
@@ -156,9 +173,12 @@ def from_frame(
     rows = row_ref(line_offset)
     columns = list(frame.columns)
     if label_column not in columns:
-        raise DataError(
+        guess = _guess_label(label_column, columns)
+        hint = (f"Did you mean {guess!r}? Choose {guess!r} as the label column." if guess is not None
+                else "Choose the column that holds the classes as the label column.")
+        raise LabelColumnError(
             f"{filename} has no label column {label_column!r}. Columns present: {column_list(columns)}. "
-            f"{_suggest_label(label_column, columns)}"
+            f"{hint}", guess=guess,
         )
     labels, class_names = encode_labels(frame[label_column], where=filename, rows=rows)
     has_id = "id" in columns and label_column != "id"
@@ -207,6 +227,7 @@ def from_frame(
         labels=labels,
         class_names=class_names,
         features=features,
+        feature_names=tuple(feature_cols),
         sources=row_sources(filename, len(frame)),
         origin=(
             f"{format_name(filename)}:{filename} (label_column={label_column!r}, "
@@ -326,10 +347,9 @@ def numeric_features(frame: pd.DataFrame, *, where: str, rows: RowRef) -> np.nda
         example = f" ({rows(first[:1])}: {quoted(s.iloc[first[0]])})" if len(first) else ""
         bad.append(f"{quoted(col)}{example}")
     if bad:
-        raise DataError(
+        raise LabelColumnError(
             f"{where}: feature columns must be numeric; not numeric: {_head(bad)}. Drop or "
-            "encode these columns, pass label_column (--label-column) if one of them is the "
-            "label, or image_column and images_zip if it holds image paths."
+            "encode these columns, or choose one of them as the label column if it holds the classes."
         )
     values = frame.to_numpy(dtype=np.float64)
     with np.errstate(over="ignore"):  # values beyond float32 become inf and are reported below
@@ -353,8 +373,8 @@ def numeric_features(frame: pd.DataFrame, *, where: str, rows: RowRef) -> np.nda
     return features
 
 
-def _suggest_label(label_column: str, columns: list[str]) -> str:
-    """A hint naming the most likely label column, and the option to pass it."""
+def _guess_label(label_column: str, columns: list[str]) -> str | None:
+    """The column most likely meant as the label column, or ``None``."""
     lowered = {c.strip().lower(): c for c in columns}
     guess = lowered.get(label_column.strip().lower())
     if guess is None:
@@ -362,9 +382,7 @@ def _suggest_label(label_column: str, columns: list[str]) -> str:
     if guess is None:
         close = difflib.get_close_matches(label_column, columns, n=1, cutoff=0.6)
         guess = close[0] if close else None
-    if guess is not None:
-        return f"Did you mean {guess!r}? Pass --label-column {guess!r} (label_column={guess!r})."
-    return "Pass the name of the column that holds the classes with --label-column (label_column=)."
+    return guess
 
 
 def row_sources(filename: str, n: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from core.store.records import (
     default_store_path,
     utcnow,
 )
+from core.store.review_log import StaleDecisionError, example_revisions
 from core.store.schema import DECISION_ACTIONS, SCHEMA_VERSION
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "DatasetInfo",
     "RunRecord",
     "Decision",
+    "StaleDecisionError",
+    "example_revisions",
     "JobRecord",
     "DECISION_ACTIONS",
     "SCHEMA_VERSION",

@@ -162,6 +162,12 @@ class Store(ReviewLogMixin, ResultsMixin, JobsTableMixin):
             arrays["images"] = dataset.images
         if dataset.true_labels is not None:
             arrays["true_labels"] = dataset.true_labels.astype(np.int64)
+        # feature names and the source file, as JSON text in the same file (no schema change);
+        # a dataset stored before they were kept has no "meta" and loads with generated names
+        arrays["meta"] = np.array(json.dumps({
+            "feature_names": None if dataset.feature_names is None else list(dataset.feature_names),
+            "source_file": dataset.source_file, "source_sha256": dataset.source_sha256,
+        }))
         fname = f"dataset-{dataset.content_hash()}-{os.urandom(4).hex()}.npz"
         atomic_write(self._file(fname), lambda fh: np.savez_compressed(fh, **arrays))
         with self.connect() as conn:
@@ -223,6 +229,8 @@ class Store(ReviewLogMixin, ResultsMixin, JobsTableMixin):
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         roles = arrays["roles"]
+        meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
+        names = meta.get("feature_names")
         dataset = Dataset(
             name=row["name"],
             ids=arrays["ids"].astype(object),
@@ -233,6 +241,9 @@ class Store(ReviewLogMixin, ResultsMixin, JobsTableMixin):
             sources=arrays["sources"].astype(object),
             true_labels=arrays.get("true_labels"),
             origin=row["origin"],
+            feature_names=None if names is None else tuple(names),
+            source_file=meta.get("source_file", ""),
+            source_sha256=meta.get("source_sha256", ""),
         )
         split = Split(
             train=np.flatnonzero(roles == "train"),

@@ -84,6 +84,9 @@ class Decision:
     reviewer: str
     decided_at: str
     undoes: int | None
+    #: Decisions written by one bulk action share this id (``None`` for a single decision);
+    #: "Undo last" withdraws a whole batch at once.
+    batch: int | None = None
 
 
 @dataclass(frozen=True)

@@ -102,4 +102,4 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 #: Columns added after version 1 shipped, as ``(table, column, declaration)``: a store made
 #: before them gains them when it is opened (nullable, so older programs still read it).
-ADDED_COLUMNS = (("jobs", "owner_token", "TEXT"),)
+ADDED_COLUMNS = (("jobs", "owner_token", "TEXT"), ("decisions", "batch_id", "INTEGER"))

@@ -43,3 +43,37 @@ def test_switching_the_current_dataset(app, home):
     first = store_of(home).list_datasets()[-1].id
     app.selectbox(key="dataset_select").set_value(first).run()
     assert metric(app, "Examples") == "1,797"
+
+
+def test_a_tables_real_column_names_are_shown(home, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from core.data import load_dataset
+    from core.pipeline import import_dataset
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 2)), columns=["mean radius", "worst area"])
+    frame["label"] = np.where(np.arange(60) % 2, "benign", "malignant")
+    frame.to_csv(tmp_path / "cancer.csv", index=False)
+    import_dataset(store_of(home), load_dataset(tmp_path / "cancer.csv"), seed=0)
+    app = AppTest.from_file(APP, default_timeout=60).run()  # shows the newest dataset
+    assert not app.exception, app.exception
+    first_rows = next(d.value for d in app.dataframe if "label" in d.value.columns)
+    assert list(first_rows.columns) == ["id", "label", "mean radius", "worst area"]
+    assert metric(app, "Shape") == "2 features"
+
+
+def test_the_split_table_names_its_rows_and_columns(app):
+    per_split = next(d.value for d in app.dataframe if "train" in d.value.columns)
+    assert per_split.index.name == "class" and per_split.columns.name == "split"
+    assert "row_0" not in str(app.dataframe[0].proto)
+
+
+def test_a_missing_label_column_is_explained_in_the_apps_words(app):
+    """The app user sets a box, not a flag: no --label-column or label_column= in the message."""
+    app.file_uploader(key="upload_file").upload("t.csv", b"a,b,target\n1,2,x\n3,4,y\n5,6,x\n", "text/csv")
+    app.button[[b.label for b in app.button].index("Import file")].click().run()
+    message = " ".join(e.value for e in app.error).replace("\\", "")  # shown escaped (markup)
+    assert "no label column 'label'" in message and "Choose 'target' as the label column" in message
+    assert "--label-column" not in message and "label_column=" not in message

@@ -72,3 +72,39 @@ def test_csv_export_of_kept_examples(project, downloads):
     at.button(key="export_prepare").click().run()
     table = pd.read_csv(io.BytesIO(_downloaded(at, downloads)))
     assert len(table) == store.dataset_info(did).n
+
+
+def test_the_export_uses_and_names_the_run_shown_on_select(project, downloads):
+    """Not the newest run (one made only for comparison): the run the user looked at on Select."""
+    import json
+
+    store, did = project
+    shown = store.latest_run(did)
+    newer = store.add_run(did, method="kcenter", budget=0.3, seed=0, settings={}, selected=shown.selected,
+                          value=shown.value, info={})
+    at = open_page("select")
+    at.selectbox(key="run_choice").set_value(shown.id).run()
+    at.switch_page("app_pages/export.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="export_run").value == shown.id != newer
+    assert any(f"run #{shown.id}" in i.value and "shown on Select" in i.value for i in at.info)
+    at.radio(key="export_what").set_value("subset")
+    at.selectbox(key="export_format").set_value("csv")
+    at.button(key="export_prepare").click().run()
+    buttons = {b.proto.label: b for b in at.get("download_button")}
+    assert any("run manifest" in label for label in buttons), list(buttons)
+    manifest = json.loads(next(data for name, data in downloads.items() if name.endswith(".csv.run.json")))
+    assert manifest["run"]["id"] == shown.id and manifest["dataset"]["id"] == did
+    table = pd.read_csv(io.BytesIO(_downloaded(at, downloads)))
+    assert len(table) == int(shown.selected.sum())
+
+
+def test_a_table_can_be_exported_in_every_format_that_loads_back(home):
+    from app_helpers import store_of
+
+    from core.data import load_demo
+    from core.pipeline import import_dataset
+
+    import_dataset(store_of(home), load_demo("mixture"), seed=0)
+    at = open_page("export")
+    assert at.selectbox(key="export_format").options == ["csv", "parquet", "npz"]

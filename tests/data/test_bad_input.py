@@ -266,19 +266,19 @@ CASES = [
         "missing-label-column",
         lambda: csv("a,b,target\n1,2,x\n3,4,y\n"),
         DataError,
-        ["no label column 'label'", "Columns present: 'a', 'b', 'target'", "--label-column 'target'"],
+        ["no label column 'label'", "Columns present: 'a', 'b', 'target'", "Choose 'target' as the label"],
     ),
     case(
         "misnamed-label-column",
         lambda: csv("a,Label\n1,x\n3,y\n"),
         DataError,
-        ["Did you mean 'Label'", "--label-column"],
+        ["Did you mean 'Label'", "Choose 'Label' as the label column"],
     ),
     case(
         "unguessable-label-column",
         lambda: csv("a,b,zzz\n1,2,x\n"),
         DataError,
-        ["no label column", "--label-column"],
+        ["no label column", "Choose the column that holds the classes"],
     ),
     case(
         "non-numeric-feature",

@@ -259,3 +259,60 @@ def test_summary_reports_imbalance_tiny_classes_and_duplicates():
     assert "Problems:" in summary.to_text() and "  - " in summary.to_text()
     with pytest.raises(TypeError):
         summarize("toy")
+
+
+# ------------------------------------------------------------------ feature names and source file
+def _named_frame() -> pd.DataFrame:
+    frame = pd.DataFrame({"mean radius": [1.0, 2.0, 3.0, 4.0], "texture": [0.5, 0.1, 0.2, 0.3],
+                          "label": ["a", "b", "a", "b"]})
+    return frame
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "npz"])
+def test_a_table_keeps_its_feature_names_and_the_file_is_recorded(tmp_path, fmt):
+    import hashlib
+
+    frame = _named_frame()
+    path = tmp_path / f"t.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        np.savez(path, X=frame[["mean radius", "texture"]].to_numpy(),
+                 y=frame["label"].to_numpy().astype(str), feature_names=np.array(["mean radius", "texture"]))
+    ds = load_dataset(path)
+    assert ds.feature_names == ("mean radius", "texture")
+    assert ds.source_file == path.name
+    assert ds.source_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "Features: mean radius, texture" in summarize(ds).to_text()
+
+
+def test_arrays_without_names_get_the_generated_ones(tmp_path):
+    path = tmp_path / "a.npz"
+    np.savez(path, X=np.eye(4), y=np.array([0, 1, 0, 1]))
+    assert load_dataset(path).feature_names == ("f0", "f1", "f2", "f3")
+
+
+def test_npz_feature_names_must_match_the_columns(tmp_path):
+    from core.errors import DataError
+
+    path = tmp_path / "a.npz"
+    np.savez(path, X=np.eye(4), y=np.array([0, 1, 0, 1]), feature_names=np.array(["a", "b"]))
+    with pytest.raises(DataError, match="feature_names has 2 entries"):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize(("names", "match"), [(("a",), "1 feature names for 2"), (("a", "a"), "Duplicate")])
+def test_dataset_checks_its_feature_names(names, match):
+    from core.errors import DataError
+
+    with pytest.raises(DataError, match=match):
+        Dataset(name="t", ids=np.array(["1", "2"]), labels=np.array([0, 1]), class_names=("x", "y"),
+                features=np.eye(2, dtype=np.float32), feature_names=names)
+
+
+def test_constant_columns_are_named():
+    ds = Dataset(name="t", ids=np.array(["1", "2", "3"]), labels=np.array([0, 1, 0]), class_names=("x", "y"),
+                 features=np.array([[1, 5], [2, 5], [3, 5]], dtype=np.float32), feature_names=("a", "b"))
+    assert "1 feature columns are constant ('b')" in "\n".join(summarize(ds).problems)
