@@ -20,6 +20,7 @@ import streamlit as st  # noqa: E402
 
 from app import services  # noqa: E402
 from app.components import url_state  # noqa: E402
+from app.markup import md  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LOGO = ROOT / "assets" / "logo.svg"
@@ -90,6 +91,7 @@ def main() -> None:
                     help="Every page works on this dataset; import more on the Data page.",
                 )
                 st.session_state["dataset_id"] = chosen
+                st.caption(md(names[chosen]))  # the box cuts long names; this line wraps them
                 url_state.publish("dataset", chosen)
                 _remember_run(store, chosen)
             st.caption(f"Project: `{store.path}`")

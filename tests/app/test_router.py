@@ -33,3 +33,19 @@ def test_the_suite_never_uses_the_real_home():
     home = os.environ["HOSTCP_HOME"]
     assert os.path.basename(home).startswith("hostcp-test-home-"), home
     assert os.path.realpath(home) != os.path.realpath(os.path.expanduser("~/.hostcp"))
+
+
+def test_the_sidebar_shows_the_whole_dataset_name(home):
+    """The dataset box cuts a long name off; the line under it shows all of it (issue 12, item 5)."""
+    from app_helpers import store_of
+
+    from core.data import load_demo
+    from core.pipeline import import_dataset
+
+    demo = load_demo("digits-noisy")
+    long_name = "clinical trial 2026 wave three, site B, relabelled by the second reviewer"
+    import_dataset(store_of(home), type(demo)(**{**demo.__dict__, "name": long_name}), seed=0)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    shown = [c.value.replace("\\", "") for c in at.sidebar.caption]  # escaped as markup
+    assert any(long_name in c for c in shown), shown
