@@ -107,6 +107,30 @@ def test_faiss_threads_are_restored():
     assert faiss.omp_get_max_threads() == before
 
 
+def test_a_small_search_runs_on_one_thread_and_restores_torchs_count(monkeypatch):
+    """Below SINGLE_THREAD_PAIRS the search sees one torch thread (a thread pool woken for
+    milliseconds of work cost 3x on a busy machine); the caller's count comes back after it."""
+    seen = []
+    real = knn_module._faiss_flat if knn_module.faiss_available() else knn_module._torch_search
+    name = "_faiss_flat" if knn_module.faiss_available() else "_torch_search"
+
+    def spy(*args):
+        seen.append(torch.get_num_threads())
+        return real(*args)
+
+    monkeypatch.setattr(knn_module, name, spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        knn(_points(), 3)
+        assert seen == [1] and torch.get_num_threads() == 2
+        monkeypatch.setattr(knn_module, "SINGLE_THREAD_PAIRS", 0)
+        knn(_points(), 3)
+        assert seen == [1, 2]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_without_faiss_the_torch_search_is_used(monkeypatch):
     monkeypatch.setattr(knn_module, "faiss_available", lambda: False)
     monkeypatch.setattr(knn_module, "_faiss_flat", lambda *a: pytest.fail("faiss used"))
