@@ -30,6 +30,10 @@ st.caption(
 store = services.get_store()
 did = services.require_dataset()
 
+named = url_state.adopt_text("reviewer")  # a reload keeps who is reviewing (their Undo, their name)
+if named is not None:
+    st.session_state["_keep_reviewer"] = named  # services.remembered's shadow entry
+    st.session_state.pop("reviewer", None)
 reviewer_value, save_reviewer = services.remembered("reviewer", "reviewer")
 top = st.columns([2, 1], vertical_alignment="bottom")
 reviewer = top[0].text_input(
@@ -40,6 +44,7 @@ reviewer = top[0].text_input(
     help="Saved with every decision in the provenance manifest.",
 )
 reviewer = reviewer.strip() or "reviewer"
+url_state.publish("reviewer", None if reviewer == "reviewer" else reviewer)
 
 detect_running = job_panel(did, "detect", title="Mislabel detection")
 rescore_running = job_panel(did, "rescore", title="Re-scoring")

@@ -22,7 +22,7 @@ from collections.abc import Collection
 
 import streamlit as st
 
-__all__ = ["adopt", "publish"]
+__all__ = ["adopt", "adopt_text", "publish"]
 
 
 def _seen(param: str) -> str:
@@ -51,9 +51,19 @@ def adopt(param: str, valid: Collection[int]) -> int | None:
     return value if value in valid else None
 
 
-def publish(param: str, value: int | None) -> None:
+def adopt_text(param: str, *, max_len: int = 100) -> str | None:
+    """Like :func:`adopt` for a free-text parameter (the reviewer's name): stripped, at most
+    ``max_len`` characters, ``None`` when empty or already seen by this session."""
+    raw = st.query_params.get(param)
+    if raw is None or raw == st.session_state.get(_seen(param)):
+        return None
+    st.session_state[_seen(param)] = raw
+    return raw.strip()[:max_len] or None
+
+
+def publish(param: str, value: int | str | None) -> None:
     """Put ``value`` in the URL as ``param`` (``None`` removes it); nothing is sent if it is there."""
-    text = None if value is None else str(int(value))
+    text = None if value is None else value if isinstance(value, str) else str(int(value))
     if st.query_params.get(param) != text:
         if text is None:
             del st.query_params[param]

@@ -64,6 +64,21 @@ def test_a_reload_lands_on_the_same_dataset_and_example(project):
     assert again.session_state["dataset_id"] == newer and again.query_params["dataset"] == str(newer)
 
 
+def test_a_reload_keeps_the_reviewers_name_and_their_undo(project):
+    """The name was kept in the session only: after F5 decisions were saved as 'reviewer' and
+    Undo (per reviewer) could no longer reach the user's own earlier decisions."""
+    store, did = project
+    at = open_page("review")
+    at.text_input(key="reviewer").set_value("alice").run()
+    assert at.query_params["reviewer"] == "alice"
+    at.button(key="keep").click().run()
+    again = _reload(at.query_params)  # F5
+    assert again.text_input(key="reviewer").value == "alice"
+    again.button(key="undo").click().run()
+    log = store.decisions(did)
+    assert [(d.action, d.reviewer) for d in log] == [("keep", "alice"), ("undo", "alice")]
+
+
 def test_the_run_shown_on_select_is_in_the_url(project):
     store, did = project
     run = store.latest_run(did)
