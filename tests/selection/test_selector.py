@@ -243,13 +243,18 @@ def test_a_broken_detector_import_fails_the_selection_instead_of_dropping_flags(
         _flags(task, HostCPConfig(**FAST))
 
 
-def test_a_stacked_solve_gives_each_batch_its_own_solution_and_gradient():
-    x, y, _, _ = _blobs()
+def _small_problem(x, y):
+    """A float64 model, a 16-point layer and the selector's data dict for ``(x, y)``."""
     cfg = HostCPConfig(**FAST)
     model = SelectionModel(x.shape[1], 3, cfg, torch.Generator().manual_seed(0)).double()
-    layer = SelectionLayer(16, 4)
     data = {"x": torch.tensor(x, dtype=torch.float64), "y": torch.tensor(y),
             "q": torch.zeros(len(y), dtype=torch.float64), "flagged_np": np.zeros(len(y), bool)}
+    return cfg, model, SelectionLayer(16, 4), data
+
+
+def test_a_stacked_solve_gives_each_batch_its_own_solution_and_gradient():
+    x, y, _, _ = _blobs()
+    cfg, model, layer, data = _small_problem(x, y)
     perm = np.random.default_rng(0).permutation(len(y))
     batches = [batch_inputs(model, layer, data, perm[s:s + 16], perm[100:106], 3.0, None, cfg)
                for s in (0, 16, 32)]
@@ -294,11 +299,7 @@ def test_read_out_distances_once_a_group_match_the_per_batch_ones():
     """nearest_existing (features once a pass, distances once a group, a batch's own points excluded)
     gives the batch problems the learning path computes batch by batch from the existing set."""
     x, y, _, _ = _blobs(n_per=60)
-    cfg = HostCPConfig(**FAST)
-    model = SelectionModel(x.shape[1], 3, cfg, torch.Generator().manual_seed(0)).double()
-    layer = SelectionLayer(16, 4)
-    data = {"x": torch.tensor(x, dtype=torch.float64), "y": torch.tensor(y),
-            "q": torch.zeros(len(y), dtype=torch.float64), "flagged_np": np.zeros(len(y), bool)}
+    cfg, model, layer, data = _small_problem(x, y)
     perm = np.random.default_rng(1).permutation(len(y))
     chosen = np.sort(perm[:40])  # the set; batches below hold some of its points, as in a swap pass
     parts = [perm[30:46], perm[46:62], perm[170:180], perm[0:16]]
