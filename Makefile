@@ -14,6 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# pyDVL, the reference the baseline tests check against: its numpy<2 pin would downgrade numpy,
+	# and the two methods the tests use need only these two of its dependencies
+	$(PY) -m pip install --quiet --no-deps pydvl==0.10.0 pyDeprecate==0.14.0 more-itertools==11.2.1
 	touch $@
 
 setup: $(VENV)/.installed

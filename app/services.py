@@ -198,6 +198,36 @@ def remembered(key: str, default: Any) -> tuple[Any, Callable[[], None]]:
 
 
 # ---------------------------------------------------------------------- jobs
+@st.cache_data(ttl=30, show_spinner=False)
+def _jobs_location(address: str) -> str:
+    from core.cluster import describe_jobs_location
+
+    return describe_jobs_location(address)
+
+
+def jobs_location() -> str:
+    """Where jobs run, in one line (this process, or the Ray cluster of ``HOSTCP_RAY_ADDRESS``)."""
+    from core.cluster import configured_address
+
+    return _jobs_location(configured_address())
+
+
+def on_cluster(fn: Callable[[Any, Any], Any]) -> Callable[[Any], Any]:
+    """``fn(reporter, executor)`` as a job: joined to the app's Ray cluster (if any) for that job only.
+
+    ``executor`` is ``None`` without ``HOSTCP_RAY_ADDRESS`` (the job runs in this process).
+    The server is never joined between jobs: Ray ends a driver whose cluster dies.
+    """
+
+    def job(reporter):
+        from core.cluster import job_executor
+
+        with job_executor() as executor:
+            return fn(reporter, executor)
+
+    return job
+
+
 def submit(kind: str, fn, *, dataset_id: int | None, params: dict | None = None) -> int:
     """Start ``fn(reporter)`` as a background job; returns the job id."""
     return get_runner().submit(kind, fn, dataset_id=dataset_id, params=params)

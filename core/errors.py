@@ -15,6 +15,7 @@ __all__ = [
     "StoreError",
     "JobCancelled",
     "ExportError",
+    "ClusterError",
     "one_line",
 ]
 
@@ -45,6 +46,10 @@ class StoreError(HostcpError):
 
 class ExportError(HostcpError):
     """An export could not be written; nothing partial was left behind."""
+
+
+class ClusterError(HostcpError):
+    """The Ray cluster a job runs on cannot be reached, went away, or lost a task for good."""
 
 
 class JobCancelled(Exception):

@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.errors import ConfigError, DataError
-from core.progress import NullReporter, Reporter
+from core.progress import Reporter
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
+
+    from core.cluster import Executor
 
 __all__ = [
     "subset_value", "value_curve", "parse_budgets", "choose_evaluator", "DEFAULT_BUDGETS", "EVALUATORS",
@@ -167,6 +169,7 @@ def value_curve(
     device: str = "cpu",
     evaluator: str = "auto",
     reporter: Reporter | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Test accuracy of each method's subset at each budget and seed, plus the full data.
 
@@ -188,6 +191,8 @@ def value_curve(
             torch and for the evaluator.
         evaluator: ``"sklearn"``, ``"torch"`` or ``"auto"`` (:func:`choose_evaluator`).
         reporter: Progress reporter (checked for cancellation between runs).
+        executor: Where the trainings run (:mod:`core.cluster`); ``None``: one after another here.
+            Each training is seeded, so a Ray cluster gives the same table.
 
     Returns:
         DataFrame with columns ``method, budget, seed, accuracy, n_selected`` (method
@@ -195,45 +200,44 @@ def value_curve(
     """
     import pandas as pd
 
-    from core.valuation import SelectionTask, available_methods, get_method
+    from core.cluster import LocalExecutor
+    from core.valuation import available_methods
 
-    reporter = reporter or NullReporter()
     evaluator, dev = choose_evaluator(evaluator, device)  # validated once, before any work
-    device = str(dev)
     known = available_methods()
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise ConfigError(f"Unknown methods {unknown}; expected names from {sorted(known)}.")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    method_config = method_config or {}
-    rows = []
-    total = len(seed_list) * (1 + len(budgets) * len(methods))
-    done = 0
-    for seed in seed_list:
-        reporter.check_cancelled()
-        acc = subset_value(x_train, y_train, x_test, y_test, n_classes=n_classes, seed=seed,
-                           evaluator=evaluator, device=dev)
-        rows.append(
-            {"method": "full", "budget": 1.0, "seed": seed, "accuracy": acc, "n_selected": len(y_train)}
-        )
-        done += 1
-        for budget in budgets:
-            for name in methods:
-                reporter.check_cancelled()
-                task = SelectionTask(
-                    x_train, y_train, x_val, y_val, n_classes=n_classes, budget=float(budget),
-                    seed=seed, flagged=flagged, suspect=suspect, device=device,
-                )
-                res = get_method(name, **method_config.get(name, {})).fit(task).result
-                sel = res.selected
-                acc = subset_value(
-                    x_train[sel], y_train[sel], x_test, y_test, n_classes=n_classes, seed=seed,
-                    evaluator=evaluator, device=dev,
-                )
-                rows.append({
-                    "method": name, "budget": float(budget), "seed": seed, "accuracy": acc,
-                    "n_selected": int(sel.sum()),
-                })
-                done += 1
-                reporter.report("value curve", done / total, f"{name} at {budget:.0%}, seed {seed}")
+    # one piece per training: each seed's full-data model, then every (budget, method) at that seed
+    cells = [(seed, budget, name) for seed in seed_list
+             for budget, name in [(1.0, "full"), *((float(b), m) for b in budgets for m in methods)]]
+    executor = executor or LocalExecutor()
+    shared = executor.put({
+        "x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val, "x_test": x_test,
+        "y_test": y_test, "n_classes": n_classes, "flagged": flagged, "suspect": suspect,
+        "method_config": method_config or {}, "device": str(dev), "evaluator": evaluator,
+    })
+    rows = executor.map(_curve_cell, cells, shared=shared, reporter=reporter, stage="value curve",
+                        label=lambda c: f"{c[2]} at {c[1]:.0%}, seed {c[0]}")
     return pd.DataFrame(rows, columns=["method", "budget", "seed", "accuracy", "n_selected"])
+
+
+def _curve_cell(shared: dict, cell: tuple[int, float, str]) -> dict:
+    """One row of a value curve: ``method``'s subset at ``budget`` (``"full"``: all) for ``seed``."""
+    from core.valuation import SelectionTask, get_method
+
+    seed, budget, name = cell
+    x_train, y_train = shared["x_train"], shared["y_train"]
+    common = {"n_classes": shared["n_classes"], "seed": seed, "evaluator": shared["evaluator"],
+              "device": shared["device"]}
+    if name == "full":
+        acc = subset_value(x_train, y_train, shared["x_test"], shared["y_test"], **common)
+        return {"method": "full", "budget": 1.0, "seed": seed, "accuracy": acc, "n_selected": len(y_train)}
+    task = SelectionTask(
+        x_train, y_train, shared["x_val"], shared["y_val"], n_classes=shared["n_classes"], budget=budget,
+        seed=seed, flagged=shared["flagged"], suspect=shared["suspect"], device=shared["device"],
+    )
+    sel = get_method(name, **shared["method_config"].get(name, {})).fit(task).result.selected
+    acc = subset_value(x_train[sel], y_train[sel], shared["x_test"], shared["y_test"], **common)
+    return {"method": name, "budget": budget, "seed": seed, "accuracy": acc, "n_selected": int(sel.sum())}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,9 @@ from core.errors import ConfigError
 from core.evaluate import DEFAULT_BUDGETS
 from core.progress import NullReporter, Reporter, SubReporter
 from core.store import RunRecord, Store
+
+if TYPE_CHECKING:
+    from core.cluster import Executor
 
 __all__ = [
     "SelectionSpec",
@@ -120,6 +123,7 @@ def detect(
     device: str = "auto",
     reporter: Reporter | None = None,
     embeddings: np.ndarray | None = None,
+    executor: Executor | None = None,
 ) -> int:
     """Mislabel detection on the current labels with review decisions honoured.
 
@@ -130,6 +134,7 @@ def detect(
     Args:
         embeddings: ``(N, D)`` embeddings of the dataset with ``backbone``, when the
             caller already has them (a selection job); ``None``: read or computed here.
+        executor: Where the out-of-fold folds run (:mod:`core.cluster`); ``None``: here.
 
     Returns:
         The id of the stored mislabel result.
@@ -154,7 +159,7 @@ def detect(
     keep = ~excluded
     reporter.report("mislabel detection", 0.3, "scoring labels out of fold")
     res = detect_mislabels(emb[keep], labels[keep], n_classes=len(info.class_names), seed=seed,
-                           threshold=threshold)
+                           threshold=threshold, **({"executor": executor} if executor is not None else {}))
     n = info.n
     if old is not None:
         score = old["score"].to_numpy().copy()
@@ -206,12 +211,22 @@ def _candidates(store: Store, dataset_id: int, split: Split) -> tuple[np.ndarray
 
 
 def run_selection(
-    store: Store, dataset_id: int, spec: SelectionSpec, *, reporter: Reporter | None = None
+    store: Store,
+    dataset_id: int,
+    spec: SelectionSpec,
+    *,
+    reporter: Reporter | None = None,
+    executor: Executor | None = None,
 ) -> int:
     """Run one selection method on the dataset's training split; returns the run id.
 
     Mislabel scores (recomputed if labels changed) are passed to the method as
     ``flagged`` and ``suspect``; methods that honour them never open flagged points.
+
+    Args:
+        executor: Where the detector's out-of-fold folds run (:mod:`core.cluster`); ``None``:
+            this process. The selection method itself runs in this process (HOST-CP is not
+            sharded yet).
     """
     from core.valuation import SelectionTask, get_method
 
@@ -228,6 +243,7 @@ def run_selection(
         device=spec.device,
         reporter=SubReporter(reporter, 0.1, 0.2),
         embeddings=emb,
+        executor=executor,
     )
     cand, val, labels = _candidates(store, dataset_id, split)
     reporter.check_cancelled()
@@ -245,8 +261,7 @@ def run_selection(
         suspect=mis["score"].to_numpy()[cand],
         device=str(resolve_device(spec.device)),
     )
-    method = get_method(spec.method, **spec.config).fit(task, reporter=SubReporter(reporter, 0.2, 1.0))
-    result = method.result
+    result = get_method(spec.method, **spec.config).fit(task, reporter=SubReporter(reporter, 0.2, 1.0)).result
     selected = np.zeros(info.n, dtype=bool)
     selected[cand] = result.selected
     value = np.full(info.n, np.nan)
@@ -259,7 +274,9 @@ def run_selection(
         settings=asdict(spec),
         selected=selected,
         value=value,
-        info={"k": int(result.selected.sum()), "n_candidates": int(len(cand)), **_jsonable(result.info)},
+        info={"k": int(result.selected.sum()), "n_candidates": int(len(cand)),
+              "ran_on": executor.description if executor is not None else "this process",
+              **_jsonable(result.info)},
     )
 
 
@@ -303,12 +320,14 @@ def run_value_curve(
     backbone: str = "auto",
     device: str = "auto",
     reporter: Reporter | None = None,
+    executor: Executor | None = None,
 ) -> pd.DataFrame:
     """Test accuracy of each method's subset at each budget over seeds; stored and returned.
 
     Columns: method, budget, seed, accuracy, n_selected (method ``full`` is all candidates).
     The test split is scored against the true labels when the dataset knows them (a
-    demo with injected noise), else against the current (reviewed) labels.
+    demo with injected noise), else against the current (reviewed) labels. With an
+    ``executor`` (:mod:`core.cluster`) every training is a piece of work of its own.
     """
     from core.evaluate import value_curve
     from core.valuation import available_methods
@@ -323,7 +342,7 @@ def run_value_curve(
                  reporter=SubReporter(reporter, 0, 0.05))
     mis = current_mislabels(
         store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0.05, 0.1),
-        embeddings=emb,
+        embeddings=emb, executor=executor,
     )
     cand, val, labels = _candidates(store, dataset_id, split)
     test = split.test
@@ -344,6 +363,7 @@ def run_value_curve(
         flagged=mis["flagged"].to_numpy()[cand],
         suspect=mis["score"].to_numpy()[cand],
         reporter=SubReporter(reporter, 0.1, 1.0),
+        executor=executor,
     )
     key = f"{backbone}|{','.join(methods)}|{','.join(map(str, budgets))}|{seeds}"
     store.put_table(dataset_id, "curve", key, table)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a small real dataset (scikit-learn digits) and a fresh project store.
+"""Shared fixtures: a small real dataset (scikit-learn digits), a fresh project store, a Ray cluster.
 
 Before anything else, ``HOSTCP_HOME`` points at a temporary folder for the whole session
 (inherited by every child process), so no test, and nothing a test starts, ever reads or
@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
+from core.cluster import LocalCluster, RayExecutor, connect  # noqa: E402
 from core.data.dataset import Dataset, Split, make_split  # noqa: E402
 from core.store import Store  # noqa: E402
 
@@ -47,3 +48,26 @@ def digits_split(digits_dataset: Dataset) -> Split:
 @pytest.fixture()
 def store(tmp_path) -> Store:
     return Store(tmp_path / "project.sqlite")
+
+
+# ------------------------------------------------------------------ a real Ray cluster
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster (``ray start --head`` on 127.0.0.1, 2 CPUs) for the whole session.
+
+    Started on first use only (a few seconds), with ports, a temporary directory and an
+    authentication token of its own; stopped at the end of the session, also when tests fail.
+    """
+    with LocalCluster(num_cpus=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def ray_executor(ray_cluster: LocalCluster) -> RayExecutor:
+    """This test process joined to the session's cluster for the whole session, with its token.
+
+    A process is a driver of one cluster at a time: tests that need a cluster of their own
+    (one to kill) run the CLI in a subprocess against it.
+    """
+    with ray_cluster.driver_env(), connect(ray_cluster.address) as executor:
+        yield executor

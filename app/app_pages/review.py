@@ -57,7 +57,10 @@ if store.latest_mislabels(did) is None:
         from core.pipeline import detect
 
         services.submit(
-            "detect", lambda reporter: {"result_id": detect(store, did, reporter=reporter)}, dataset_id=did
+            "detect",
+            services.on_cluster(lambda reporter, ex: {"result_id": detect(store, did, reporter=reporter,
+                                                                           executor=ex)}),
+            dataset_id=did,
         )
         st.rerun()
     st.stop()

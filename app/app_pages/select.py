@@ -70,6 +70,7 @@ with st.expander("Advanced settings"):
         help="Passed to the method, e.g. HOST-CP's HostCPConfig fields; leave empty for the defaults.",
     )
 
+st.caption(services.jobs_location())
 running = job_panel(did, "selection", title="Selection")
 if c3.button(
     "Run", type="primary", disabled=running or not methods, key="run_selection", use_container_width=True
@@ -82,7 +83,8 @@ if c3.button(
         )
         services.submit(
             "selection",
-            lambda reporter: {"run_id": run_selection(store, did, spec, reporter=reporter)},
+            services.on_cluster(lambda reporter, ex: {
+                "run_id": run_selection(store, did, spec, reporter=reporter, executor=ex)}),
             dataset_id=did,
             params={"method": method, "budget": budget},
         )
@@ -157,7 +159,8 @@ with services.engine_errors("Showing the run"):
                 )
                 services.submit(
                     "selection",
-                    lambda reporter: {"run_id": run_selection(store, did, spec, reporter=reporter)},
+                    services.on_cluster(lambda reporter, ex: {
+                        "run_id": run_selection(store, did, spec, reporter=reporter, executor=ex)}),
                     dataset_id=did,
                     params={"method": run.method, "budget": budget},
                 )
@@ -231,7 +234,7 @@ with services.engine_errors("Showing the run"):
                 chosen_methods = list(curve_methods)
                 services.submit(
                     "curve",
-                    lambda reporter: {
+                    services.on_cluster(lambda reporter, ex: {
                         "rows": len(
                             run_value_curve(
                                 store,
@@ -240,9 +243,10 @@ with services.engine_errors("Showing the run"):
                                 budgets=budgets,
                                 seeds=int(seeds),
                                 reporter=reporter,
+                                executor=ex,
                             )
                         )
-                    },
+                    }),
                     dataset_id=did,
                 )
                 st.rerun()

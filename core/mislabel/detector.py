@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from core.mislabel.signals import (
     representation_cost,
     reverse_knn_disagreement,
 )
+
+if TYPE_CHECKING:
+    from core.cluster import Executor
 
 __all__ = ["MislabelResult", "DetectorConfig", "detect_mislabels"]
 
@@ -114,6 +118,7 @@ def detect_mislabels(
     threshold: float | None = None,
     pred_probs: np.ndarray | None = None,
     config: DetectorConfig | None = None,
+    executor: Executor | None = None,
 ) -> MislabelResult:
     """Score every point for being mislabelled, flag the likely ones and suggest a label.
 
@@ -130,6 +135,9 @@ def detect_mislabels(
         pred_probs: ``(N, n_classes)`` out-of-fold probabilities already computed
             (e.g. by :func:`~core.mislabel.out_of_fold_proba`), or ``None``.
         config: Neighbourhood sizes and the noise-rate estimate; defaults when ``None``.
+        executor: Where the out-of-fold fits run (:mod:`core.cluster`), one piece per fit;
+            ``None``: in this process. The neighbourhood signals always run here. The same
+            seed gives the same result either way.
 
     Returns:
         A :class:`MislabelResult`.
@@ -146,7 +154,8 @@ def detect_mislabels(
     n = len(y)
     rows = np.arange(n)
     if pred_probs is None:
-        proba = compute_oof(x, y, n_classes, folds, seed, max_fit_rows=cfg.oof_max_rows)
+        proba = compute_oof(x, y, n_classes, folds, seed, max_fit_rows=cfg.oof_max_rows,
+                            executor=executor)
     else:
         proba = validate_pred_probs(pred_probs, n, n_classes)
     k = max(cfg.knn_k, cfg.rep_k, cfg.reverse_k)

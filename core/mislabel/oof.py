@@ -9,16 +9,24 @@ linear model of ``D x C`` weights gains nothing measurable from 800,000 rows ove
 50,000, while its L-BFGS fits grew linearly with them (the out-of-fold part alone
 would have taken most of the 30 minutes a million points are given). Below the
 cap every fold's model sees all the other folds' rows, as before.
+
+Each fit is a piece of work for a :class:`~core.cluster.Executor` (``executor=``): in
+this process by default, or one Ray task per fit on a cluster. Folds and row samples
+are drawn before any fit, so both give the same probabilities for a seed.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from core.cluster import Executor
 
 __all__ = [
     "MAX_FIT_ROWS",
@@ -190,41 +198,80 @@ def fit_rows(
     return np.concatenate(rows)[order], np.concatenate(weight)[order]
 
 
+def _fold_pieces(
+    y: np.ndarray, n_classes: int, folds: int, seed: int, max_fit_rows: int | None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Each fold's ``(fit rows, held-out rows, sample weights)``.
+
+    The row samples are drawn here, fold after fold from one generator, so that where the
+    fits then run (this process or a cluster) cannot change them.
+    """
+    rng = np.random.default_rng(seed)
+    pieces = []
+    for tr, te in _splits(y, n_classes, folds, seed):
+        pick, weight = fit_rows(y[tr], n_classes, max_fit_rows, rng)
+        pieces.append((tr[pick], te, weight))
+    return pieces
+
+
+def _fold_proba(shared: dict, piece: tuple) -> np.ndarray:
+    """One fold's work: fit on its rows with inverse regularisation ``c``, predict its held-out rows.
+
+    A piece of :func:`compute_oof` for an :class:`~core.cluster.Executor` (a Ray worker
+    imports it by name); ``shared`` holds the validated features and labels.
+    """
+    tr, te, weight, c = piece
+    x, y = shared["x"], shared["y"]
+    x_tr, x_te = _standardise(x[tr], x[te])
+    return _predict(_logreg(x_tr, y[tr], c, shared["seed"], weight), x_te, shared["n_classes"])
+
+
 def compute_oof(
     x: np.ndarray, y: np.ndarray, n_classes: int, folds: int, seed: int,
-    *, max_fit_rows: int | None = MAX_FIT_ROWS,
+    *, max_fit_rows: int | None = MAX_FIT_ROWS, executor: Executor | None = None,
 ) -> np.ndarray:
-    """Out-of-fold probabilities on validated input (see :func:`out_of_fold_proba`)."""
-    splits = _splits(y, n_classes, folds, seed)
-    rng = np.random.default_rng(seed)
+    """Out-of-fold probabilities on validated input (see :func:`out_of_fold_proba`).
+
+    Two rounds of pieces on ``executor``: the first fold with two classes fit with every
+    :data:`C_GRID` value (the held-out log-loss picks one), then every other fold with that
+    value. The features go to the executor once; each piece is one fit and one prediction.
+    """
+    from core.cluster import LocalExecutor
+
+    executor = executor or LocalExecutor()
+    pieces = _fold_pieces(y, n_classes, folds, seed, max_fit_rows)
     proba = np.zeros((len(y), n_classes))
-    chosen_c: float | None = None
-    for tr, te in splits:
-        pick, weight = fit_rows(y[tr], n_classes, max_fit_rows, rng)
-        tr = tr[pick]
-        x_tr, x_te = _standardise(x[tr], x[te])
+    fit = []  # positions in `pieces` of the folds whose training rows hold two classes or more
+    for i, (tr, te, _) in enumerate(pieces):
         classes = np.unique(y[tr])
         if len(classes) == 1:  # tiny data: the training folds hold a single class
             proba[te, classes[0]] = 1.0
-            continue
-        if chosen_c is None:
-            best = None
-            for c in C_GRID:
-                p = _predict(_logreg(x_tr, y[tr], c, seed, weight), x_te, n_classes)
-                loss = -np.log(np.clip(p[np.arange(len(te)), y[te]], 1e-12, None)).mean()
-                if best is None or loss < best[0]:
-                    best = (loss, c, p)
-            _, chosen_c, proba[te] = best
-            logger.debug("out-of-fold model: logistic regression with C=%s", chosen_c)
-            continue
-        proba[te] = _predict(_logreg(x_tr, y[tr], chosen_c, seed, weight), x_te, n_classes)
+        else:
+            fit.append(i)
+    if fit:
+        shared = executor.put({"x": x, "y": y, "seed": seed, "n_classes": n_classes})
+        tr0, te0, w0 = pieces[fit[0]]
+        grid = executor.map(_fold_proba, [(tr0, te0, w0, c) for c in C_GRID], shared=shared,
+                            stage="out-of-fold models", label=lambda p: f"first fold, C={p[3]}")
+        best = None  # (held-out log-loss, C, probabilities); the first of equal losses wins
+        for c, p in zip(C_GRID, grid, strict=True):
+            loss = -np.log(np.clip(p[np.arange(len(te0)), y[te0]], 1e-12, None)).mean()
+            if best is None or loss < best[0]:
+                best = (loss, c, p)
+        _, chosen_c, proba[te0] = best
+        logger.debug("out-of-fold model: logistic regression with C=%s", chosen_c)
+        rest = [(*pieces[i], chosen_c) for i in fit[1:]]
+        for (_, te, _, _), p in zip(rest, executor.map(
+                _fold_proba, rest, shared=shared, stage="out-of-fold models",
+                label=lambda p: f"fold of {len(p[1])} rows"), strict=True):
+            proba[te] = p
     proba = np.clip(proba, 1e-9, None)
     return proba / proba.sum(1, keepdims=True)
 
 
 def out_of_fold_proba(
     features: np.ndarray, labels: np.ndarray, *, n_classes: int, folds: int = 5, seed: int = 0,
-    max_fit_rows: int | None = MAX_FIT_ROWS,
+    max_fit_rows: int | None = MAX_FIT_ROWS, executor: Executor | None = None,
 ) -> np.ndarray:
     """Class probabilities of each point from a model that never saw that point.
 
@@ -243,13 +290,16 @@ def out_of_fold_proba(
         folds: Number of stratified folds.
         seed: Seed of the fold assignment, the row sample and the model.
         max_fit_rows: Most rows each fold's model is fit on; ``None``: all.
+        executor: Where the folds' fits run (:mod:`core.cluster`), one piece per fit;
+            ``None``: one after another in this process. The same seed gives the same
+            probabilities either way.
 
     Returns:
         ``(N, n_classes)`` float64, rows sum to 1.
     """
     x, y = validate_inputs(features, labels, n_classes, folds)
     _check_max_fit_rows(max_fit_rows)
-    return compute_oof(x, y, n_classes, folds, seed, max_fit_rows=max_fit_rows)
+    return compute_oof(x, y, n_classes, folds, seed, max_fit_rows=max_fit_rows, executor=executor)
 
 
 def _check_max_fit_rows(value: object) -> None:
@@ -293,6 +343,7 @@ def cleanlab_flags(
     seed: int = 0,
     pred_probs: np.ndarray | None = None,
     max_fit_rows: int | None = MAX_FIT_ROWS,
+    executor: Executor | None = None,
 ) -> np.ndarray:
     """Confident learning: cleanlab's ``find_label_issues`` on out-of-fold probabilities.
 
@@ -304,6 +355,7 @@ def cleanlab_flags(
         seed: Seed of :func:`out_of_fold_proba`.
         pred_probs: ``(N, n_classes)`` out-of-fold probabilities already computed, or ``None``.
         max_fit_rows: Most rows each fold's model is fit on (:func:`out_of_fold_proba`).
+        executor: Where the out-of-fold fits run (:func:`out_of_fold_proba`); ``None``: here.
 
     Returns:
         ``(N,)`` bool, True where cleanlab finds a label issue.
@@ -311,7 +363,7 @@ def cleanlab_flags(
     x, y = validate_inputs(features, labels, n_classes, folds)
     _check_max_fit_rows(max_fit_rows)
     if pred_probs is None:
-        proba = compute_oof(x, y, n_classes, folds, seed, max_fit_rows=max_fit_rows)
+        proba = compute_oof(x, y, n_classes, folds, seed, max_fit_rows=max_fit_rows, executor=executor)
     else:
         proba = validate_pred_probs(pred_probs, len(y), n_classes)
     return cleanlab_issues(y, proba)

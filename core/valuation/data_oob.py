@@ -21,6 +21,12 @@ def data_oob_values(
     Bagged decision trees (sklearn ``BaggingClassifier``, bootstrap samples); for
     each tree, the points outside its bootstrap sample score 1 if the tree predicts
     their given label.
+
+    Equal to pyDVL 0.10's ``DataOOBValuation`` of the same bag when the labels present
+    are 0..C-1 (``tests/valuation/test_pydvl_reference.py``). Deliberate differences:
+    predictions go back through ``classes_`` (pyDVL compares the trees' encoded
+    predictions with the raw labels, wrong when a class is missing from ``y``), and a
+    point that is never out of bag gets 0.5 here, no value in pyDVL.
     """
     bag = BaggingClassifier(
         estimator=DecisionTreeClassifier(),

@@ -1,0 +1,152 @@
+"""A Ray cluster of this machine, started and stopped by the project (``--ray local``, tests).
+
+``ray start --head --block`` bound to 127.0.0.1 with ports of its own and a temporary
+directory of its own, so it never meets another Ray instance on the machine, and
+stopping it (SIGTERM to the blocking ``ray start``, which drains and stops the
+processes it started) leaves nothing behind. ``ray stop`` is never used: it stops
+every Ray process of the user, a cluster of theirs included.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from core.errors import ClusterError
+
+__all__ = ["LocalCluster"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a head gets to come up (a few on this machine; more when it is loaded).
+START_TIMEOUT_S = 90.0
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on 127.0.0.1 right now."""
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+class LocalCluster:
+    """A one-node Ray cluster on 127.0.0.1; use as a context manager or call :meth:`stop`.
+
+    Args:
+        num_cpus: CPUs the node offers to tasks.
+        temp_root: Where its temporary directory goes (short: Ray's socket paths must fit 107 bytes).
+    """
+
+    def __init__(self, num_cpus: int = 2, *, temp_root: str | None = None) -> None:
+        self.num_cpus = int(num_cpus)
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="hcp-ray-", dir=temp_root or "/tmp"))
+        port, node, obj, agent, grpc, metrics, renv, wmin = _free_ports(8)
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        ray_bin = Path(sys.executable).with_name("ray")
+        cmd = [
+            str(ray_bin) if ray_bin.exists() else "ray", "start", "--head", "--block",
+            "--node-ip-address", "127.0.0.1", "--port", str(port),
+            "--node-manager-port", str(node), "--object-manager-port", str(obj),
+            "--dashboard-agent-listen-port", str(agent),
+            "--dashboard-agent-grpc-port", str(grpc), "--metrics-export-port", str(metrics),
+            "--runtime-env-agent-port", str(renv),
+            "--min-worker-port", str(wmin), "--max-worker-port", str(wmin + 200),
+            "--num-cpus", str(self.num_cpus), "--include-dashboard", "false", "--disable-usage-stats",
+            "--temp-dir", str(self.temp_dir),
+        ]
+        self.log_path = self.temp_dir / "ray-start.log"
+        token_path = self.temp_dir / "auth_token"
+        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        #: What a driver's environment needs to join this cluster (see :meth:`driver_env`).
+        self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **self.env}
+        env.pop("RAY_AUTH_TOKEN", None)
+        with open(self.log_path, "wb") as logf:
+            # its own session: stopping it never signals the caller's process group
+            self._proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                          start_new_session=True)
+        try:
+            self._wait_started()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_started(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ClusterError(f"Ray did not start (ray start exited with {self._proc.returncode}): "
+                                   f"{self._log_tail()}")
+            if b"block forever" in self.log_path.read_bytes():
+                return
+            time.sleep(0.2)
+        raise ClusterError(f"Ray did not start within {START_TIMEOUT_S:.0f} s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(lines[-3:])[-400:]
+
+    @contextmanager
+    def driver_env(self) -> Iterator[None]:
+        """This process's environment set to join the cluster (its token) while the block runs."""
+        saved = {k: os.environ.get(k) for k in (*self.env, "RAY_AUTH_TOKEN")}
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        os.environ.update(self.env)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    @property
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    def stop(self, timeout: float = 40.0) -> None:
+        """Stop the node and every process it started, then remove its temporary directory."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)  # ray start drains, then stops its processes
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("ray start did not stop in %.0f s; killing its process group", timeout)
+        try:  # anything of its session still alive (a worker that ignored SIGTERM)
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._proc.wait()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
