@@ -159,7 +159,7 @@ def detect(
     keep = ~excluded
     reporter.report("mislabel detection", 0.3, "scoring labels out of fold")
     res = detect_mislabels(emb[keep], labels[keep], n_classes=len(info.class_names), seed=seed,
-                           threshold=threshold, **({"executor": executor} if executor is not None else {}))
+                           threshold=threshold, executor=executor)
     n = info.n
     if old is not None:
         score = old["score"].to_numpy().copy()

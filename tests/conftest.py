@@ -12,6 +12,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 os.environ["HOSTCP_HOME"] = tempfile.mkdtemp(prefix="hostcp-test-home-")
 atexit.register(shutil.rmtree, os.environ["HOSTCP_HOME"], ignore_errors=True)
@@ -43,6 +44,13 @@ def digits_dataset() -> Dataset:
 @pytest.fixture(scope="session")
 def digits_split(digits_dataset: Dataset) -> Split:
     return make_split(digits_dataset.labels, seed=0)
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh ``HOSTCP_HOME`` for one test (the app and the CLI keep their database there)."""
+    monkeypatch.setenv("HOSTCP_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
 
 
 @pytest.fixture()

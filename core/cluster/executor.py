@@ -84,8 +84,13 @@ class LocalExecutor:
         for i, item in enumerate(items):
             reporter.check_cancelled()
             out.append(fn(shared, item))
-            reporter.report(stage, (i + 1) / len(items), label(item) if label else f"{i + 1}/{len(items)}")
+            reporter.report(stage, (i + 1) / len(items), _progress(label, item, i + 1, len(items)))
         return out
+
+
+def _progress(label: Callable[[Any], str] | None, item: Any, done: int, total: int) -> str:
+    """The progress message after a piece: its label, else how many pieces are done."""
+    return label(item) if label else f"{done}/{total}"
 
 
 def _call(fn: Callable[[Any, Any], Any], shared: Any, item: Any) -> Any:
@@ -153,14 +158,12 @@ class RayExecutor:
                         raise e.as_instanceof_cause() from None
                     finished += 1
                     reporter.report(stage, finished / len(refs),
-                                    label(items[i]) if label else f"{finished}/{len(refs)}")
+                                    _progress(label, items[i], finished, len(refs)))
         except ray.exceptions.RayError as e:
             self._cancel(pending)
             if isinstance(e, RayTaskError):
                 raise
             raise self._lost(e) from e
-        except ClusterError:
-            raise
         except BaseException:  # JobCancelled, KeyboardInterrupt, an engine error: stop the rest
             self._cancel(pending)
             raise

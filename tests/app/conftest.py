@@ -9,8 +9,6 @@ every test fails at once when a page showed an unexpected error (a bug that
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,13 +24,6 @@ from app_helpers import (
 from streamlit.testing.v1 import AppTest
 
 from core.store import Store
-
-
-@pytest.fixture()
-def home(tmp_path, monkeypatch) -> Path:
-    """A fresh ``HOSTCP_HOME`` for the app under test."""
-    monkeypatch.setenv("HOSTCP_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 @pytest.fixture()

@@ -24,10 +24,8 @@ from tests.cluster.faults import running_task_pids
 HOSTCP = str(Path(sys.executable).with_name("hostcp"))
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("HOSTCP_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+# a fresh HOSTCP_HOME per test (tests/conftest.py): the CLI stores its runs in the app's database there
+pytestmark = pytest.mark.usefixtures("home")
 
 
 @pytest.fixture(scope="module")
