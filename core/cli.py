@@ -191,7 +191,7 @@ def cmd_select(args: argparse.Namespace) -> int:
         raise HostcpError(f"--set: {e}") from e
     spec = SelectionSpec(
         method=args.method, budget=args.budget, seed=args.seed, device=args.device, backbone=args.backbone,
-        config=config,
+        config=config, shards=args.shards,
     )
     data = load_input(args.data, label_column=args.label_column)
     if args.val:

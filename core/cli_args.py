@@ -72,6 +72,9 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a method setting, repeatable (HOST-CP: HostCPConfig fields, e.g. learn_phi=false); "
                    "an unknown KEY lists the valid ones")
+    p.add_argument("--shards", type=int, default=1,
+                   help="HOST-CP: split its online passes into this many shards, run at once on the --ray "
+                   "cluster (without --ray, one after another here, with the same result)")
     _ray(p)
     _common(p)
     p.set_defaults(func=commands["select"])

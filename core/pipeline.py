@@ -54,10 +54,13 @@ class SelectionSpec:
     backbone: str = "auto"  # embedding backbone, see core.embeddings.available_backbones()
     device: str = "auto"  # auto | cpu | cuda
     config: dict[str, Any] = field(default_factory=dict)  # method settings (e.g. HostCPConfig fields)
+    shards: int = 1  # HOST-CP's online passes split into this many shards (on the executor, if any)
 
     def __post_init__(self) -> None:
         if not 0 < float(self.budget) <= 1:
             raise ConfigError(f"The budget is a fraction in (0, 1]; got {self.budget}.")
+        if isinstance(self.shards, bool) or not isinstance(self.shards, int) or self.shards < 1:
+            raise ConfigError(f"shards must be a positive integer; got {self.shards!r}.")
 
 
 def import_dataset(
@@ -224,9 +227,9 @@ def run_selection(
     ``flagged`` and ``suspect``; methods that honour them never open flagged points.
 
     Args:
-        executor: Where the detector's out-of-fold folds run (:mod:`core.cluster`); ``None``:
-            this process. The selection method itself runs in this process (HOST-CP is not
-            sharded yet).
+        executor: Where the detector's out-of-fold folds and, with ``spec.shards > 1``, the
+            shards of HOST-CP's online passes run (:mod:`core.cluster`); ``None``: this process
+            (shards then run one after another here, with the same result as on a cluster).
     """
     from core.valuation import SelectionTask, get_method
 
@@ -261,7 +264,14 @@ def run_selection(
         suspect=mis["score"].to_numpy()[cand],
         device=str(resolve_device(spec.device)),
     )
-    result = get_method(spec.method, **spec.config).fit(task, reporter=SubReporter(reporter, 0.2, 1.0)).result
+    method = get_method(spec.method, **spec.config)
+    if spec.shards > 1:
+        if not hasattr(method, "distribute"):
+            raise ConfigError(f"Only HOST-CP runs in shards; {spec.method!r} does not (use shards=1).")
+        from core.cluster import LocalExecutor
+
+        method.distribute(executor or LocalExecutor(), shards=spec.shards)
+    result = method.fit(task, reporter=SubReporter(reporter, 0.2, 1.0)).result
     selected = np.zeros(info.n, dtype=bool)
     selected[cand] = result.selected
     value = np.full(info.n, np.nan)

@@ -16,29 +16,39 @@ A run is four steps (:meth:`HostCPSelector._run`):
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from core.progress import Reporter
-from core.selection.batch import (
-    BatchInputs,
-    batch_inputs,
-    lookahead_val_loss,
-    nearest_existing,
-    round_opened,
-    solve,
-    theta_step,
-)
+from core.errors import ConfigError
+from core.progress import Reporter, SubReporter
+from core.selection.batch import lookahead_val_loss
 from core.selection.config import HostCPConfig
 from core.selection.layer import SelectionLayer
 from core.selection.model import SelectionModel, initial_model, pca_projection
-from core.selection.readout import exactly_k, greedy_start, respect_quota, swap_pass
+from core.selection.online import (
+    Learner,
+    PassData,
+    PassEnv,
+    Shard,
+    advance,
+    make_env,
+    merge_learners,
+    n_groups,
+    plan_shards,
+    shard_round,
+)
+from core.selection.readout import exactly_k, greedy_start, swap_pass
 from core.valuation.base import SelectionMethod, SelectionTask, SelectOutput
+
+if TYPE_CHECKING:
+    from core.cluster import Executor
 
 __all__ = ["HostCPConfig", "HostCPSelector", "SelectionModel", "lookahead_val_loss", "pca_projection"]
 
@@ -54,34 +64,45 @@ class _Run:
 
     task: SelectionTask
     cfg: HostCPConfig
-    model: SelectionModel
-    layer: SelectionLayer
-    data: dict[str, torch.Tensor]
-    xv: torch.Tensor
-    yv: torch.Tensor
-    theta: list[torch.Tensor]
-    opt: torch.optim.Optimizer
+    env: PassEnv  # the data as tensors and the layer, in this process
+    learner: Learner  # phi, theta and phi's optimiser state
     allowed: np.ndarray
     rng: np.random.Generator
     reporter: Reporter
     n_passes: int  # learning passes + the read-out pass
     learn_points: np.ndarray  # the points the learning passes see
     score_points: np.ndarray  # the points the online read-out pass scores
+    executor: Executor | None = None  # where shard rounds run (None: one shard, here)
+    shards: int = 1
+    exchange_every: int = 16  # solver calls a shard makes between exchanges of the set
+    shared: Any = None  # the executor's handle to the PassData
     u_sum: np.ndarray = field(init=False)
     open_count: np.ndarray = field(init=False)
     seen: np.ndarray = field(init=False)  # passes each point took part in
     val_losses: list[float] = field(default_factory=list)
-    work_done: int = 0  # batches solved so far, for progress
+    work_done: int = 0  # solver calls made so far, for progress
 
     def __post_init__(self) -> None:
         n = self.task.n
         self.u_sum, self.open_count, self.seen = np.zeros(n), np.zeros(n), np.zeros(n)
 
     @property
+    def model(self) -> SelectionModel:
+        return self.learner.model
+
+    @property
+    def layer(self) -> SelectionLayer:
+        return self.env.layer
+
+    @property
+    def data(self) -> dict[str, torch.Tensor]:
+        return self.env.data
+
+    @property
     def total_work(self) -> int:
-        b = self.layer.n
-        return (self.cfg.epochs * math.ceil(len(self.learn_points) / b)
-                + math.ceil(len(self.score_points) / b))
+        calls = [math.ceil(math.ceil(len(p) / self.layer.n) / self.cfg.solve_group)
+                 for p in (self.learn_points, self.score_points)]
+        return max(self.cfg.epochs * calls[0] + calls[1], 1)
 
 
 class HostCPSelector(SelectionMethod):
@@ -94,6 +115,25 @@ class HostCPSelector(SelectionMethod):
         if config is not None and not isinstance(config, HostCPConfig):
             raise TypeError(f"config must be a HostCPConfig; got {type(config).__name__}.")
         self.config = config or HostCPConfig()
+        self._executor: Executor | None = None
+        self._shards, self._exchange_every = 1, 16
+
+    def distribute(
+        self, executor: Executor | None, shards: int = 1, exchange_every: int = 16
+    ) -> HostCPSelector:
+        """Run the online passes as ``shards`` shards on ``executor``; returns ``self``.
+
+        Each shard advances ``exchange_every`` solver calls per round against the pass's
+        existing set; between rounds the driver merges the openings of every shard and,
+        in a learning pass, averages phi and theta (:mod:`core.selection.online`). The
+        read-out (greedy start, swap passes) stays here. One shard gives the result of a
+        run in this process for the seed; ``executor=None`` is that run.
+        """
+        for name, value in (("shards", shards), ("exchange_every", exchange_every)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {value!r}.")
+        self._executor, self._shards, self._exchange_every = executor, shards, exchange_every
+        return self
 
     def _select(self, task: SelectionTask, reporter: Reporter) -> SelectOutput:
         before = torch.get_num_threads()
@@ -130,6 +170,8 @@ class HostCPSelector(SelectionMethod):
             "score_points": len(run.score_points),
             "val_loss_first": run.val_losses[0] if run.val_losses else None,
             "val_loss_last": float(np.mean(run.val_losses[-n_batches:])) if run.val_losses else None,
+            "shards": run.shards if run.executor is not None else 1,
+            "exchange_every": run.exchange_every if run.executor is not None else None,
             "seconds": round(time.perf_counter() - t0, 2),
             **{f"seconds_{step}": round(v, 2) for step, v in times.items()},
             "config": asdict(run.cfg),
@@ -144,30 +186,26 @@ class HostCPSelector(SelectionMethod):
         flagged = flagged | _extra_closed(flagged, suspect, task.k, cfg.exclude_margin)
         dev = torch.device(task.device)
         rng = np.random.default_rng(task.seed)
-        data = {
-            "x": torch.as_tensor(task.x_train, device=dev),
-            "y": torch.as_tensor(task.y_train, device=dev),
-            "q": torch.as_tensor(suspect, device=dev, dtype=torch.float32),
-            "flagged_np": flagged,
-        }
         dim, ncls = task.x_train.shape[1], task.n_classes
         model = initial_model(task.x_train, ncls, cfg, task.seed, rng, dev)
         theta = [torch.zeros(dim, ncls, device=dev, requires_grad=True),
                  torch.zeros(ncls, device=dev, requires_grad=True)]
-        layer = SelectionLayer(
-            min(cfg.batch_size, task.n), cfg.n_existing, gamma=cfg.gamma,
-            n_classes=ncls if cfg.class_quotas else 0, solver=cfg.solver,
+        allowed = ~flagged if cfg.exclude_flagged else np.ones(task.n, dtype=bool)
+        pass_data = PassData(
+            x=task.x_train, y=task.y_train, suspect=suspect, flagged=flagged, allowed=allowed,
+            x_val=task.x_val, y_val=task.y_val, n_classes=ncls, cfg=cfg,
+            batch_size=min(cfg.batch_size, task.n), device=task.device,
         )
         learn_points, score_points = (_sample(task.n, size, rng) for size in (cfg.learn_sample,
                                                                              cfg.score_sample))
         run = _Run(
-            task=task, cfg=cfg, model=model, layer=layer, data=data,
-            xv=torch.as_tensor(task.x_val, device=dev), yv=torch.as_tensor(task.y_val, device=dev),
-            theta=theta, opt=torch.optim.Adam(model.parameters(), lr=cfg.lr_phi),
-            allowed=~flagged if cfg.exclude_flagged else np.ones(task.n, dtype=bool),
-            rng=rng, reporter=reporter, n_passes=cfg.epochs + 1, learn_points=learn_points,
-            score_points=score_points,
+            task=task, cfg=cfg, env=make_env(pass_data), learner=Learner(model=model, theta=theta),
+            allowed=allowed, rng=rng, reporter=reporter, n_passes=cfg.epochs + 1,
+            learn_points=learn_points, score_points=score_points,
         )
+        if self._executor is not None:
+            run.executor, run.shards, run.exchange_every = self._executor, self._shards, self._exchange_every
+            run.shared = self._executor.put(pass_data)
         return run, {"flagged": flagged, "suspect": suspect, "n_flagged": n_flagged, "source": source}
 
 
@@ -176,87 +214,67 @@ def _online_pass(run: _Run, ep: int, *, learning: bool) -> np.ndarray:
 
     A learning pass updates theta after every batch and phi once per solver call
     (``solve_group`` batches, the mean of their lookahead losses); the read-out
-    pass only solves. Points are scored by their opened mass and openings.
+    pass only solves. Points are scored by their opened mass and openings. With a
+    cluster (:meth:`HostCPSelector.distribute`) the pass runs as shards in rounds
+    (:mod:`core.selection.online`); here it is one shard in one round.
     """
-    task, cfg, layer = run.task, run.cfg, run.layer
+    task = run.task
     points = run.learn_points if learning else run.score_points
     k = task.k if len(points) == task.n else int(round(task.k * len(points) / task.n))
     order = points[run.rng.permutation(len(points))]
+    n_shards = run.shards if run.executor is not None else 1
+    shards = plan_shards(order, k, task.y_train, run.allowed, task.n_classes, run.rng, n_shards,
+                         learning=learning)
+    total = sum(n_groups(sh, run.layer.n, run.cfg.solve_group) for sh in shards)
+    done_before = run.work_done
+    label = f"epoch {ep + 1}/{run.n_passes}{'' if learning else ' (read-out)'}"
     selected = np.zeros(task.n, dtype=bool)
-    quota_left = _class_quota(task.y_train[points], run.allowed[points], k, task.n_classes)
-    n = layer.n
-    n_batches = math.ceil(len(points) / n)
-    # allowed points per class not yet reached in this pass, kept as the pass moves on (a count of
-    # the rest of the order at every batch would cost O(N) per batch, O(N^2 / n) a pass)
-    y_allowed = task.y_train[order][run.allowed[order]]
-    left = np.bincount(y_allowed, minlength=task.n_classes).astype(float)
-    feats = None
-    if not learning:
-        with torch.no_grad():
-            feats = run.model.features(run.data["x"], run.data["y"])
-    for g0 in range(0, n_batches, cfg.solve_group):
-        run.reporter.check_cancelled()
-        existing = np.flatnonzero(selected)  # one snapshot for the whole group
-        k_left = max(k - int(selected.sum()), 0)
-        do_phi = learning and cfg.learn_phi and ((g0 // cfg.solve_group) % cfg.phi_every == 0)
-        group: list[BatchInputs] = []
-        parts = [order[b * n:(b + 1) * n] for b in range(g0, min(g0 + cfg.solve_group, n_batches))]
-        # the read-out pass (phi fixed): features once a pass, distances to the set once a group
-        dists = [None] * len(parts) if feats is None else nearest_existing(feats, parts, existing, layer.m)
-        with torch.set_grad_enabled(do_phi):
-            for idx, d_near in zip(parts, dists, strict=True):
-                here = np.bincount(task.y_train[idx][run.allowed[idx]], minlength=task.n_classes)
-                bud = min(float(here.sum()), k_left * here.sum() / max(left.sum(), 1))
-                quota = _batch_quota(quota_left, left, here) if cfg.class_quotas else None
-                left -= here
-                group.append(batch_inputs(run.model, layer, run.data, idx, existing, bud, quota, cfg,
-                                          feats=feats, near=d_near))
-            if learning and not do_phi:
-                for batch in group:
-                    batch.detach()
-            sols = solve(layer, group)
-        if learning:
-            _learn(run, group, sols, do_phi)
-        for batch, (zn, u) in zip(group, sols, strict=True):
-            u_np = u.detach().cpu().double().numpy()
-            limit = min(int(round(u_np.sum())), max(k - int(selected.sum()), 0))
-            opened = round_opened(zn.detach().cpu().double().numpy(), u_np, batch.ub_real, limit)
-            if cfg.class_quotas:
-                opened = respect_quota(opened, u_np, task.y_train[batch.idx], quota_left)
-                np.subtract.at(quota_left, task.y_train[batch.idx][opened], 1)
-            selected[batch.idx[opened]] = True  # step 6
-            run.u_sum[batch.idx] += u_np
-            run.open_count[batch.idx[opened]] += 1
-            run.seen[batch.idx] += 1
-        run.work_done += len(group)
-        b_last = min(g0 + cfg.solve_group, n_batches)
-        run.reporter.report(
-            "selection", _ONLINE_SHARE * run.work_done / run.total_work if cfg.swap_passes
-            else run.work_done / run.total_work,
-            f"epoch {ep + 1}/{run.n_passes}{'' if learning else ' (read-out)'}, batch {b_last}/{n_batches}",
-        )
+    run.reporter.check_cancelled()
+    if run.executor is None:
+        def on_group(done: int, _total: int) -> None:
+            run.work_done = done_before + done
+            _report(run, f"{label}, call {done}/{total}")
+            run.reporter.check_cancelled()
+
+        advance(run.env, shards[0], run.learner, np.zeros(0, dtype=np.int64), on_group=on_group)
+        _merge_round(run, shards, selected)
+        return selected
+    while any(sh.next_group < n_groups(sh, run.layer.n, run.cfg.solve_group) for sh in shards):
+        # every shard starts the round from the same phi and theta (a copy each: a LocalExecutor
+        # runs the shards one after another in this process, on the objects themselves)
+        items = [(sh, copy.deepcopy(run.learner) if n_shards > 1 else run.learner, np.flatnonzero(selected),
+                  run.exchange_every) for sh in shards]
+        calls = sum(min(run.exchange_every, n_groups(sh, run.layer.n, run.cfg.solve_group) - sh.next_group)
+                    for sh in shards)
+        share = _ONLINE_SHARE if run.cfg.swap_passes else 1.0
+        span = SubReporter(run.reporter, share * run.work_done / run.total_work,
+                           share * min(run.work_done + calls, run.total_work) / run.total_work)
+        out = run.executor.map(shard_round, items, shared=run.shared, reporter=span, stage="selection",
+                               label=lambda _: f"{label}, {n_shards} shards")
+        shards = [sh for sh, _ in out]
+        run.learner = merge_learners([lr for _, lr in out]) if learning else run.learner
+        run.rng.bit_generator.state = shards[0].rng.bit_generator.state  # shard 0 draws for the run
+        _merge_round(run, shards, selected)
+        run.work_done = done_before + sum(sh.next_group for sh in shards)
+        _report(run, f"{label}, call {sum(sh.next_group for sh in shards)}/{total}, {n_shards} shards")
     return selected
 
 
-def _learn(run: _Run, group: list[BatchInputs], sols: list, do_phi: bool) -> None:
-    """Steps 3-5 for a solved group: phi on the mean lookahead loss, theta batch after batch."""
-    cfg, dev = run.cfg, run.xv.device
-    losses = []
-    with torch.set_grad_enabled(True):
-        for batch, (_, u) in zip(group, sols, strict=True):
-            vi = torch.as_tensor(
-                run.rng.choice(len(run.yv), min(cfg.val_batch, len(run.yv)), replace=False), device=dev
-            )
-            val_loss, _ = lookahead_val_loss(run.theta, batch, u, run.data, run.xv[vi], run.yv[vi],
-                                             cfg.lr_theta)
-            losses.append(val_loss)
-        if do_phi:
-            run.opt.zero_grad()
-            torch.stack(losses).mean().backward()
-            run.opt.step()
-        for batch, (_, u) in zip(group, sols, strict=True):  # step 5, batch after batch
-            theta_step(run.theta, batch, u, run.data, cfg.lr_theta)
-    run.val_losses += [float(v.detach()) for v in losses]
+def _merge_round(run: _Run, shards: list[Shard], selected: np.ndarray) -> None:
+    """What every shard did in a round joins the pass's set and the run's scores."""
+    for sh in shards:
+        a, b = sh.done
+        run.u_sum[sh.order[a:b]] += sh.done_u
+        run.seen[sh.order[a:b]] += 1
+        run.open_count[sh.done_opened] += 1
+        selected[sh.done_opened] = True  # step 6
+    run.val_losses += run.learner.val_losses
+    run.learner.val_losses = []
+
+
+def _report(run: _Run, message: str) -> None:
+    share = _ONLINE_SHARE if run.cfg.swap_passes else 1.0
+    run.reporter.report("selection", share * min(run.work_done / run.total_work, 1.0), message)
 
 
 def _read_out(
@@ -319,21 +337,3 @@ def _flags(task: SelectionTask, cfg: HostCPConfig) -> tuple[np.ndarray, np.ndarr
     if suspect is None:
         suspect = flagged.astype(float)
     return np.asarray(flagged, dtype=bool), np.asarray(suspect, dtype=np.float64), source
-
-
-def _class_quota(y: np.ndarray, allowed: np.ndarray, k: int, n_classes: int) -> np.ndarray:
-    from core.valuation.base import stratified_quotas
-
-    return stratified_quotas(y, k, n_classes, allowed=allowed).astype(float)
-
-
-def _batch_quota(quota_left: np.ndarray, left: np.ndarray, here: np.ndarray) -> np.ndarray:
-    """Per-class budget of one batch: its share of what is left, with room to spare.
-
-    Args:
-        quota_left: ``(C,)`` picks still allowed per class in this pass.
-        left: ``(C,)`` allowed points per class from this batch to the end of the pass.
-        here: ``(C,)`` allowed points per class in this batch.
-    """
-    share = np.where(left > 0, quota_left * here / np.maximum(left, 1), 0.0)
-    return np.minimum(np.maximum(quota_left, 0), 1.5 * share + 0.5)
