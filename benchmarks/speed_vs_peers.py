@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/speed_vs_peers.py                         # 1k, 5k, 20k, 100k, 1M
     .venv/bin/python benchmarks/speed_vs_peers.py --sizes 1000,5000 --limit 600
-    .venv/bin/python benchmarks/speed_vs_peers.py --sizes 100000 --peers none --set solve_group=16
+    .venv/bin/python benchmarks/speed_vs_peers.py --sizes 100000 --peers none --set scale.solve_group=16
 
 Data: a 10-class Gaussian mixture, 64-d, 10 percent of labels flipped, budget 10
 percent, written once per size as Parquet. ``hostcp select`` runs as a user runs

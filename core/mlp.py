@@ -58,7 +58,8 @@ class TorchMLPClassifier:
         threads: Torch intra-op threads during a CPU fit (process-wide, restored after;
             ``None`` leaves them). A step is a few small matrix products: on the project's
             2-core machine one thread trained 1.3-1.5x faster than sklearn, two threads
-            1.1-6x slower (``benchmarks/evaluator.py``), as ``HostCPConfig.torch_threads``.
+            1.1-6x slower (``benchmarks/evaluator.py``), as for HOST-CP
+            (``core.selection.online.TORCH_THREADS``).
     """
 
     def __init__(

@@ -72,7 +72,8 @@ def test_select_passes_settings_to_the_method(small_csv, tmp_path, home, capsys)
 
     out = tmp_path / "out"
     code = main(["select", str(small_csv), "--out", str(out), "--budget", "0.1",
-                 "--set", "learn_phi=False", "--set", "epochs=1", "--set", "start=online"])
+                 "--set", "learn_phi=False", "--set", "epochs=1", "--set", "swap_passes=0",
+                 "--set", "scale.learn_sample=100"])
     assert code == 0, capsys.readouterr().err
     store = Store(home / "hostcp.sqlite")  # the app's database: the run shows up in the app
     project = json.loads((out / "project.json").read_text())
@@ -80,7 +81,8 @@ def test_select_passes_settings_to_the_method(small_csv, tmp_path, home, capsys)
     run = store.get_run(project["run_id"])
     assert run.dataset_id == project["dataset_id"] and run.method == "hostcp"
     cfg = run.info["config"]
-    assert (cfg["learn_phi"], cfg["epochs"], cfg["start"]) == (False, 1, "online")
+    assert (cfg["learn_phi"], cfg["epochs"], cfg["swap_passes"]) == (False, 1, 0)
+    assert cfg["scale"]["learn_sample"] == 100 and run.info["learn_points"] == 100
     df = _selection(out)
     assert df["selected"].sum() == round(0.1 * df["value"].notna().sum())
 
@@ -107,13 +109,21 @@ def test_select_with_a_validation_file_makes_every_row_a_candidate(small_csv, tm
         (["select", "{csv}", "--out", "o", "--method", "magic"], "Unknown method"),
         (["select", "{csv}", "--out", "o", "--set", "learn_phi"], "KEY=VALUE"),
         (["select", "{csv}", "--out", "o", "--set", "not_a_setting=1"],
-         "--set not_a_setting: no such setting. Valid settings: batch_size, class_alloc"),
+         "--set not_a_setting: no such setting. Valid settings: batch_size, class_quotas"),
+        (["select", "{csv}", "--out", "o", "--set", "start=online"],  # a knob that lost on the tuning folds
+         "--set start: no such setting. Valid settings: batch_size, class_quotas"),
+        (["select", "{csv}", "--out", "o", "--set", "learn_sample=5"],  # it is scale.learn_sample now
+         "--set learn_sample: no such setting."),
+        (["select", "{csv}", "--out", "o", "--set", "scale.learn_sample=few"],
+         "--set scale.learn_sample takes an integer"),
         (["select", "{csv}", "--out", "o", "--method", "knn_shapley", "--set", "k=3"],
          "Valid settings: n_neighbors."),
         (["select", "{csv}", "--out", "o", "--set", "learn_phi=maybe"],
          "--set learn_phi takes true or false"),
         (["select", "{csv}", "--out", "o", "--set", "epochs=two"], "--set epochs takes an integer"),
-        (["select", "{csv}", "--out", "o", "--set", "start=offline"], "--set: HostCPConfig.start"),
+        (["select", "{csv}", "--out", "o", "--set", "batch_size=2"], "--set: HostCPConfig.batch_size"),
+        (["select", "{csv}", "--out", "o", "--set", "scale.swap_batches=0"],
+         "--set: ScaleConfig.swap_batches must be positive"),
         (["export", "{empty}", "--out", "x.txt"], "no project database"),
         (["inspect", "{bad}"], ""),
         (["curve", "{csv}", "--out", "o", "--budgets", "0.1,7"], "Budgets are fractions"),
@@ -236,10 +246,41 @@ def test_the_console_script_exits_fast_with_its_output_and_status(small_csv, tmp
 def test_set_reads_a_bool_setting_as_a_bool(text, value):
     from core.cli import method_settings, parse_settings
 
-    got = parse_settings([f"learn_phi={text}", "epochs=3", "gamma=0.1", "start=online"],
+    got = parse_settings([f"learn_phi={text}", "epochs=3", "gamma=0.1", "solver=moreau"],
                          method_settings("hostcp"))
-    assert got == {"learn_phi": value, "epochs": 3, "gamma": 0.1, "start": "online"}
+    assert got == {"learn_phi": value, "epochs": 3, "gamma": 0.1, "solver": "moreau"}
     assert type(got["learn_phi"]) is bool and type(got["epochs"]) is int
+
+
+def test_set_reads_a_dotted_key_into_the_nested_scale_settings():
+    from core.cli import method_settings, parse_settings
+    from core.valuation import get_method
+
+    known = method_settings("hostcp")
+    scale_keys = {"scale.solve_group", "scale.learn_sample", "scale.score_sample", "scale.swap_batches"}
+    assert scale_keys <= set(known)
+    assert "scale" not in known and "start" not in known and "learn_sample" not in known
+    got = parse_settings(["scale.learn_sample=50", "epochs=1", "scale.solve_group=4"], known)
+    assert got == {"scale": {"learn_sample": 50, "solve_group": 4}, "epochs": 1}
+    scale = get_method("hostcp", **got).config.scale
+    assert (scale.learn_sample, scale.solve_group, scale.swap_batches) == (50, 4, 3_000)
+    assert parse_settings(["scale.solve_group=16"]) == {"scale": {"solve_group": 16}}  # untyped (benchmarks)
+
+
+def test_a_stored_run_with_settings_that_are_gone_runs_again_without_them(caplog):
+    """Runs stored before the losing knobs left HostCPConfig: those keys are dropped (logged)."""
+    from core.settings import current_settings
+    from core.valuation import get_method
+
+    old = {"start": "online", "quality_weight": True, "epochs": 1, "learn_sample": 60,
+           "scale": {"swap_batches": 5, "bogus": 1}}
+    with caplog.at_level("WARNING", logger="core.settings"):
+        got = current_settings("hostcp", old)
+    assert got == {"epochs": 1, "scale": {"learn_sample": 60, "swap_batches": 5}}
+    dropped = " ".join(r.getMessage() for r in caplog.records)
+    assert "start='online'" in dropped and "quality_weight=True" in dropped and "scale.bogus=1" in dropped
+    assert get_method("hostcp", **got).config.scale.learn_sample == 60
+    assert current_settings("knn_shapley", {"n_neighbors": 3, "k": 1}) == {"n_neighbors": 3}
 
 
 def test_select_help_shows_defaults_and_method_names(capsys):

@@ -49,36 +49,44 @@ def _free_ports(n: int) -> list[int]:
 
 
 class LocalCluster:
-    """A one-node Ray cluster on 127.0.0.1; use as a context manager or call :meth:`stop`.
+    """A Ray node on 127.0.0.1: a new cluster's head, or (``join``) a second node of one.
+
+    Use as a context manager or call :meth:`stop`. A joining node is what ``ray start
+    --address`` on a second machine is; it shares the head's token.
 
     Args:
         num_cpus: CPUs the node offers to tasks.
         temp_root: Where its temporary directory goes (short: Ray's socket paths must fit 107 bytes).
+        join: The head to join instead of starting a cluster.
     """
 
-    def __init__(self, num_cpus: int = 2, *, temp_root: str | None = None) -> None:
+    def __init__(
+        self, num_cpus: int = 2, *, temp_root: str | None = None, join: LocalCluster | None = None
+    ) -> None:
         self.num_cpus = int(num_cpus)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="hcp-ray-", dir=temp_root or "/tmp"))
         port, node, obj, agent, grpc, metrics, renv, wmin = _free_ports(8)
-        self.port = port
-        self.address = f"127.0.0.1:{port}"
+        self.port = join.port if join is not None else port
+        self.address = f"127.0.0.1:{self.port}"
         ray_bin = Path(sys.executable).with_name("ray")
+        role = ["--address", join.address] if join is not None else ["--head", "--port", str(port)]
         cmd = [
-            str(ray_bin) if ray_bin.exists() else "ray", "start", "--head", "--block",
-            "--node-ip-address", "127.0.0.1", "--port", str(port),
+            str(ray_bin) if ray_bin.exists() else "ray", "start", *role, "--block",
+            "--node-ip-address", "127.0.0.1",
             "--node-manager-port", str(node), "--object-manager-port", str(obj),
             "--dashboard-agent-listen-port", str(agent),
             "--dashboard-agent-grpc-port", str(grpc), "--metrics-export-port", str(metrics),
             "--runtime-env-agent-port", str(renv),
             "--min-worker-port", str(wmin), "--max-worker-port", str(wmin + 200),
-            "--num-cpus", str(self.num_cpus), "--include-dashboard", "false", "--disable-usage-stats",
-            "--temp-dir", str(self.temp_dir),
+            "--num-cpus", str(self.num_cpus), "--disable-usage-stats",
         ]
+        if join is None:  # a joining node takes these from its head
+            cmd += ["--include-dashboard", "false", "--temp-dir", str(self.temp_dir)]
         self.log_path = self.temp_dir / "ray-start.log"
         token_path = self.temp_dir / "auth_token"
         fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
+            f.write(join.env_token() if join is not None else secrets.token_hex(32))
         #: What a driver's environment needs to join this cluster (see :meth:`driver_env`).
         self.env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path)}
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **self.env}
@@ -110,6 +118,10 @@ class LocalCluster:
         except OSError:
             return "(no log)"
         return " | ".join(lines[-3:])[-400:]
+
+    def env_token(self) -> str:
+        """The cluster's authentication token (what a second machine's node is given)."""
+        return Path(self.env["RAY_AUTH_TOKEN_PATH"]).read_text()
 
     @contextmanager
     def driver_env(self) -> Iterator[None]:

@@ -20,11 +20,17 @@ from core.selection.config import HostCPConfig
 from core.selection.layer import SelectionLayer
 from core.selection.model import SelectionModel
 
-__all__ = ["BatchInputs", "batch_inputs", "nearest_existing", "solve", "lookahead_val_loss", "theta_step",
-           "round_opened", "quality_weights"]
+__all__ = ["BatchInputs", "MISSING_COST", "batch_inputs", "nearest_existing", "solve", "lookahead_val_loss",
+           "theta_step", "round_opened"]
 
 #: Distances computed at once by :func:`nearest_existing` (float entries of one block: 128 MB in float32).
 _NEAR_BLOCK = 1 << 25
+#: Distance of a missing existing column (no existing set yet, or fewer than ``m`` points) and of
+#: padding, in units of the batch's mean distance (distances have mean 1 in a problem): twice the
+#: mean is farther than a point's real neighbours, so "unrepresented" costs more than any real
+#: assignment, and it stays a constant so the problem keeps its shape (DPP). Never tuned: it only
+#: has to be clearly above the typical distance (it was a HostCPConfig field nobody changed).
+MISSING_COST = 2.0
 
 
 @dataclass
@@ -90,8 +96,8 @@ def batch_inputs(
     fb = feats[it] if feats is not None else model.features(data["x"][it], data["y"][it])  # (r, p)
     dn_r = torch.cdist(fb, fb)  # (r, r)
     scale = dn_r.sum() / max(r * (r - 1), 1) + 1e-8  # mean off-diagonal distance
-    dn_r = (dn_r / scale).pow(cfg.dist_power) if cfg.dist_power != 1.0 else dn_r / scale
-    do_r = torch.full((r, m), cfg.missing_cost, device=dev)
+    dn_r = dn_r / scale
+    do_r = torch.full((r, m), MISSING_COST, device=dev)
     if near is None and len(existing):
         ie = torch.as_tensor(existing, device=dev)
         fe = model.features(data["x"][ie], data["y"][ie])  # current phi, never stale
@@ -99,17 +105,12 @@ def batch_inputs(
     if near is not None and near.shape[1]:
         kk = near.shape[1]
         near = near.to(dn_r.dtype) / scale
-        if cfg.dist_power != 1.0:
-            near = near.pow(cfg.dist_power)
         do_r = torch.cat([near, do_r[:, kk:]], dim=1)
-    if cfg.quality_weight:
-        w = quality_weights(data["q"][it])[:, None]
-        dn_r, do_r = dn_r * w, do_r * w
     ub = np.ones(r)
     if cfg.exclude_flagged:
         ub[data["flagged_np"][idx]] = 0.0
     dt = dn_r.dtype
-    dn = torch.full((n, n), cfg.missing_cost, device=dev, dtype=dt)
+    dn = torch.full((n, n), MISSING_COST, device=dev, dtype=dt)
     dn[:r, :r] = dn_r
     do = torch.zeros((n, m), device=dev, dtype=dt)
     do[:r] = do_r
@@ -160,11 +161,6 @@ def nearest_existing(
             if kk > 0:
                 out[j] = torch.topk(db, kk, dim=1, largest=False).values
     return out
-
-
-def quality_weights(suspect: torch.Tensor) -> torch.Tensor:
-    """Row weights ``1 - suspect`` (at least 0.1): a likely mislabelled point needs less coverage."""
-    return (1.0 - suspect).clamp_min(0.1)
 
 
 def solve(layer: SelectionLayer, batches: list[BatchInputs]) -> list[tuple[torch.Tensor, torch.Tensor]]:

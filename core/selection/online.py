@@ -1,6 +1,6 @@
 """The online passes of HOST-CP (method.md steps 1-6), resumable and shardable.
 
-A pass visits its points in a random order, a group of ``solve_group`` batches per
+A pass visits its points in a random order, a group of ``scale.solve_group`` batches per
 solver call, and opens points into the pass's existing set. The pass is split into
 *shards* (slices of the order with a share of the budget and of the class quotas),
 and a shard advances in *rounds* of a few groups. Between rounds the driver merges
@@ -40,9 +40,19 @@ from core.selection.model import SelectionModel
 from core.selection.readout import respect_quota
 
 __all__ = [
-    "Learner", "PassData", "PassEnv", "Shard", "advance", "make_env", "merge_learners", "n_groups",
-    "plan_shards", "shard_round",
+    "Learner", "PassData", "PassEnv", "Shard", "TORCH_THREADS", "VAL_BATCH", "advance", "make_env",
+    "merge_learners", "n_groups", "plan_shards", "shard_round",
 ]
+
+#: Validation points per lookahead loss, a fresh random sample each step (all of them when the
+#: validation set is smaller), so a pass sees the whole validation set without every step paying
+#: for all of it. 256 was the first choice and no benchmark varied it (issue 11 lists larger
+#: samples with rarer phi updates as a hypothesis to measure, not a setting to guess).
+VAL_BATCH = 256
+#: torch intra-op threads during a run (set, then restored): the ops are tiny (32-point problems),
+#: and 1 thread was 4x faster than torch's default on 2 cores. Measured only there: a machine where
+#: more threads help would be a reason to make it a setting again.
+TORCH_THREADS = 1
 
 
 @dataclass
@@ -163,12 +173,13 @@ def advance(
     cfg, y_np, n = pd.cfg, pd.y, layer.n
     order = shard.order
     n_batches = math.ceil(len(order) / n)
-    total = math.ceil(n_batches / cfg.solve_group)
+    group_size = cfg.scale.solve_group
+    total = math.ceil(n_batches / group_size)
     stop = total if max_groups is None else min(total, shard.next_group + max_groups)
     selected = np.zeros(len(y_np), dtype=bool)
     selected[existing] = True
-    p_first = shard.next_group * cfg.solve_group * n
-    u_done = np.zeros(max(min(stop * cfg.solve_group * n, len(order)) - p_first, 0))
+    p_first = shard.next_group * group_size * n
+    u_done = np.zeros(max(min(stop * group_size * n, len(order)) - p_first, 0))
     opened_all: list[np.ndarray] = []
     opt = None
     if shard.learning and cfg.learn_phi:
@@ -180,12 +191,12 @@ def advance(
         with torch.no_grad():
             feats = learner.model.features(env.data["x"], env.data["y"])
     for g in range(shard.next_group, stop):
-        g0 = g * cfg.solve_group
+        g0 = g * group_size
         snapshot = np.flatnonzero(selected)  # one snapshot for the whole group
         k_left = max(shard.k - shard.n_opened, 0)
-        do_phi = shard.learning and cfg.learn_phi and (g % cfg.phi_every == 0)
+        do_phi = shard.learning and cfg.learn_phi  # phi once per solver call
         group: list[BatchInputs] = []
-        parts = [order[b * n:(b + 1) * n] for b in range(g0, min(g0 + cfg.solve_group, n_batches))]
+        parts = [order[b * n:(b + 1) * n] for b in range(g0, min(g0 + group_size, n_batches))]
         # the read-out pass (phi fixed): features once a pass, distances to the set once a group
         dists = [None] * len(parts) if feats is None else nearest_existing(feats, parts, snapshot, layer.m)
         with torch.set_grad_enabled(do_phi):
@@ -232,7 +243,7 @@ def _learn(env: PassEnv, rng: np.random.Generator, learner: Learner, opt: torch.
     losses = []
     with torch.set_grad_enabled(True):
         for batch, (_, u) in zip(group, sols, strict=True):
-            vi = torch.as_tensor(rng.choice(len(env.yv), min(cfg.val_batch, len(env.yv)), replace=False),
+            vi = torch.as_tensor(rng.choice(len(env.yv), min(VAL_BATCH, len(env.yv)), replace=False),
                                  device=dev)
             val_loss, _ = lookahead_val_loss(learner.theta, batch, u, env.data, env.xv[vi], env.yv[vi],
                                              cfg.lr_theta)
@@ -279,12 +290,14 @@ def shard_round(pd: PassData, item: tuple[Shard, Learner, np.ndarray, int]) -> t
     and kept for the job's next rounds.
     """
     shard, learner, existing, groups = item
+    # Ray hands numpy arguments over as read-only views of its object store; these two change
+    shard.quota_left, shard.left = shard.quota_left.copy(), shard.left.copy()
     env = _WORKER_ENV.get(pd.key)
     if env is None:
         _WORKER_ENV.clear()  # one job's data at a time
         env = _WORKER_ENV[pd.key] = make_env(pd)
     before = torch.get_num_threads()
-    torch.set_num_threads(pd.cfg.torch_threads)
+    torch.set_num_threads(TORCH_THREADS)
     try:
         learner.val_losses = []  # the driver keeps the history; a round returns only its own
         advance(env, shard, learner, existing, groups)

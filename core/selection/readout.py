@@ -1,10 +1,12 @@
-"""HOST-CP's read-out: the set at the budget, from greedy facility location or the online pass, refined.
+"""HOST-CP's read-out: the set at the budget, from greedy facility location, refined.
 
 The online set alone covered worse than offline greedy (each online batch sees 32
 points and 8 existing ones; tuning folds: 2-6 points behind it at every budget),
-so the default start is per-class greedy facility location in the learned f_phi
-space among the unflagged points; swap passes (:mod:`core.selection.refine`)
-then let the convex layer re-decide each cluster against the rest of the set.
+so the read-out starts from per-class greedy facility location in the learned f_phi
+space among the unflagged points (class quotas by size: allocating them by coverage
+was + on digits and - on the mixture, README "How the read-out was chosen"); swap
+passes (:mod:`core.selection.refine`) then let the convex layer re-decide each
+cluster against the rest of the set.
 """
 
 from __future__ import annotations
@@ -13,18 +15,18 @@ import numpy as np
 import torch
 
 from core.progress import Reporter
-from core.selection.batch import batch_inputs, nearest_existing, quality_weights, round_opened, solve
+from core.selection.batch import MISSING_COST, batch_inputs, nearest_existing, round_opened, solve
 from core.selection.config import HostCPConfig
 from core.selection.layer import SelectionLayer
 from core.selection.model import SelectionModel
 from core.valuation.base import top_k_mask
 
-__all__ = ["greedy_start", "swap_pass", "exactly_k", "respect_quota"]
+__all__ = ["greedy_start", "swap_pass", "respect_quota"]
 
 
 def greedy_start(
     model: SelectionModel, data: dict[str, torch.Tensor], y: np.ndarray, allowed: np.ndarray, k: int,
-    ncls: int, rng: np.random.Generator, *, power: float = 1.0, alloc: str = "proportional",
+    ncls: int, rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy facility location per class in f_phi space among the allowed points.
 
@@ -32,19 +34,13 @@ def greedy_start(
         ``(chosen (N,) bool with k True, rank (N,) in [0, 1]: 1 for the first pick, 0 if not picked)``.
     """
     from core.valuation.base import stratified_quotas
-    from core.valuation.facility_location import facility_location_joint, facility_location_per_class
+    from core.valuation.facility_location import facility_location_per_class
 
     with torch.no_grad():
         feats = model.features(data["x"], data["y"]).cpu().numpy()
-    if alloc == "coverage":
-        order = facility_location_joint(feats, y, k, allowed=allowed, rng=rng)
-        chosen, rank = np.zeros(len(y), dtype=bool), np.zeros(len(y))
-        chosen[order] = True
-        rank[order] = 1.0 - np.arange(len(order)) / max(len(order), 1)
-    else:
-        quotas = stratified_quotas(y, k, ncls, allowed=allowed)
-        chosen, fl = facility_location_per_class(feats, y, quotas, allowed=allowed, rng=rng, power=power)
-        rank = np.where(chosen, fl - 1.0, 0.0)
+    quotas = stratified_quotas(y, k, ncls, allowed=allowed)
+    chosen, fl = facility_location_per_class(feats, y, quotas, allowed=allowed, rng=rng)
+    rank = np.where(chosen, fl - 1.0, 0.0)
     short = k - int(chosen.sum())
     if short > 0:  # sampled classes or too few allowed points: allowed ones first
         chosen[top_k_mask(allowed.astype(float) - chosen * 2.0, short)] = True
@@ -58,7 +54,7 @@ def swap_pass(
 ) -> tuple[np.ndarray, int]:
     """One swap pass (``core.selection.refine``): same size and class counts, a better cover.
 
-    ``cfg.solve_group`` cluster batches go to the solver together; they hold
+    ``cfg.scale.solve_group`` cluster batches go to the solver together; they hold
     disjoint points, so each keeps its size and class counts exactly, and each
     sees the set as it was before the group (a Jacobi step of the block descent).
     ``cache`` (one dict for the passes of one read-out, where phi is fixed) keeps the
@@ -75,19 +71,17 @@ def swap_pass(
         cache = {} if cache is None else cache
         near = NearestChosen(feats, chosen, knn_graph=cache.get("knn_graph"))
         cache["knn_graph"] = near.knn_graph
-        weights = torch.ones(len(y), dtype=feats.dtype, device=feats.device)
-        if cfg.quality_weight:
-            weights = quality_weights(data["q"]).to(feats.dtype)
+        weights = torch.ones(len(y), dtype=feats.dtype, device=feats.device)  # rows count alike
         changed = 0
         batches = cluster_batches(near, layer.n, rng)
-        if len(batches) > cfg.swap_batches:  # at scale: a random share of the clusters each pass
-            keep = np.sort(rng.choice(len(batches), cfg.swap_batches, replace=False))
+        group_size, most = cfg.scale.solve_group, cfg.scale.swap_batches
+        if len(batches) > most:  # at scale: a random share of the clusters each pass
+            keep = np.sort(rng.choice(len(batches), most, replace=False))
             batches = [batches[i] for i in keep]
-        cap_unit = cfg.missing_cost ** (1 / cfg.dist_power)  # a missing Do column, in distance units
-        for g0 in range(0, len(batches), cfg.solve_group):
+        for g0 in range(0, len(batches), group_size):
             reporter.check_cancelled()
             group, meta = [], []
-            part = batches[g0:g0 + cfg.solve_group]
+            part = batches[g0:g0 + group_size]
             # one snapshot of the set for the group; each batch's own points are excluded from it
             existing = np.flatnonzero(near.chosen)
             dists = nearest_existing(feats, part, existing, layer.m)
@@ -98,8 +92,8 @@ def swap_pass(
                 batch = batch_inputs(model, layer, data, idx, existing, float(limit), quota, cfg,
                                      feats=feats, near=d_near)
                 r = batch.r
-                gain = outside_gain(near, idx, weights, cap_unit * batch.scale, power=cfg.dist_power,
-                                    unit=batch.scale)
+                # a point with no chosen point outside the batch is charged a missing Do column
+                gain = outside_gain(near, idx, weights, MISSING_COST * batch.scale, unit=batch.scale)
                 batch.cost[:r] = batch.cost[:r] - gain.to(batch.cost.dtype)
                 ub = batch.ub_real.copy()
                 ub[was] = 1.0  # a chosen point (even a topped-up flagged one) may stay
@@ -114,7 +108,7 @@ def swap_pass(
                 opened = _top_up(opened, was, u_np, y[idx], quota, limit - int(opened.sum()))
                 near.update(idx[opened & ~was], idx[was & ~opened])
                 changed += int((opened & ~was).sum())
-            done = min(g0 + cfg.solve_group, len(batches))
+            done = min(g0 + group_size, len(batches))
             frac = span[0] + (span[1] - span[0]) * done / len(batches)
             reporter.report("selection", frac, f"{label}, batch {done}/{len(batches)}")
     return near.chosen.copy(), changed
@@ -142,18 +136,3 @@ def respect_quota(opened: np.ndarray, u: np.ndarray, y: np.ndarray, quota_left: 
             left[y[j]] -= 1
     return out
 
-
-def exactly_k(
-    final: np.ndarray, score: np.ndarray, allowed: np.ndarray, suspect: np.ndarray, k: int
-) -> np.ndarray:
-    """The online pass's set sized to exactly ``k``: trim lowest-scored, top up highest-scored."""
-    n_sel = int(final.sum())
-    if n_sel == k:
-        return final.copy()
-    if n_sel > k:
-        keep = top_k_mask(np.where(final, score, -np.inf), k)
-        return keep & final
-    # top up: allowed points by score, then (if needed) flagged ones by lowest suspicion
-    rank = np.where(allowed, score, -1.0 - suspect)
-    rank = np.where(final, np.inf, rank)
-    return top_k_mask(rank, k)

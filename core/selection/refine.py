@@ -302,31 +302,30 @@ def _ball_filter(f: torch.Tensor, pts: torch.Tensor, bound: torch.Tensor) -> tor
 
 
 def outside_gain(
-    near: NearestChosen, batch: np.ndarray, weights: torch.Tensor, cap: float, *,
-    power: float = 1.0, unit: float = 1.0,
+    near: NearestChosen, batch: np.ndarray, weights: torch.Tensor, cap: float, *, unit: float = 1.0,
 ) -> torch.Tensor:
     """``(r,)`` gain of opening each batch point for the points outside the batch (method above).
 
     Args:
         near: The current set's nearest distances.
         batch: ``(r,)`` indices of the batch.
-        weights: ``(N,)`` row weights (label quality).
+        weights: ``(N,)`` row weights (HOST-CP passes ones: weighting rows by label quality
+            lost on the tuning folds).
         cap: Distance charged for a point with no chosen point outside the batch.
-        power: Distances enter as ``(d / unit) ** power`` (the batch problem's units).
-        unit: Distance unit of the batch problem.
+        unit: Distances enter as ``d / unit`` (the batch problem's unit).
     """
     dev = near.f.device
     b = torch.as_tensor(batch, device=dev, dtype=torch.long)
     if near.uses_graph:
         rows, rest = _gaining_rows(near, batch, cap)
         dist = _pair_dist(near.f[rows], near.f[b])  # (R, r)
-        gain = ((rest[:, None] / unit) ** power - (dist / unit) ** power).clamp_min(0.0) * weights[rows, None]
+        gain = (rest[:, None] / unit - dist / unit).clamp_min(0.0) * weights[rows, None]
         return gain.sum(dim=0)
     rest = near.rest_distance(batch).clamp(max=cap)
     out = torch.ones(len(near.f), dtype=torch.bool, device=dev)
     out[b] = False
     dist = torch.cdist(near.f[out], near.f[b])  # (N - r, r)
-    gain = ((rest[out, None] / unit) ** power - (dist / unit) ** power).clamp_min(0.0) * weights[out, None]
+    gain = (rest[out, None] / unit - dist / unit).clamp_min(0.0) * weights[out, None]
     return gain.sum(dim=0)
 
 

@@ -7,11 +7,15 @@ A run is four steps (:meth:`HostCPSelector._run`):
 1. set-up: mislabel flags, the data on the device, phi at its start, the layer;
 2. learning passes (method.md steps 1-6: label-aware ``f_phi``, a learned opening
    cost, flagged suspects never opened, a global budget, per-class quotas), on at
-   most ``learn_sample`` points;
-3. an online read-out pass over every point (at most ``score_sample``), which scores
+   most ``scale.learn_sample`` points;
+3. an online read-out pass over every point (at most ``scale.score_sample``), which scores
    each point by how often and how strongly it was opened;
 4. the set at the budget (:mod:`core.selection.readout`): per-class greedy
    facility location in f_phi space, then swap passes through the layer.
+
+Steps 2 and 3 are online passes (:mod:`core.selection.online`); given a cluster
+(:meth:`HostCPSelector.distribute`) they run as shards on its workers, exchanging
+the pass's set every few solver calls; steps 1 and 4 run in this process.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from core.selection.config import HostCPConfig
 from core.selection.layer import SelectionLayer
 from core.selection.model import SelectionModel, initial_model, pca_projection
 from core.selection.online import (
+    TORCH_THREADS,
     Learner,
     PassData,
     PassEnv,
@@ -44,7 +49,7 @@ from core.selection.online import (
     plan_shards,
     shard_round,
 )
-from core.selection.readout import exactly_k, greedy_start, swap_pass
+from core.selection.readout import greedy_start, swap_pass
 from core.valuation.base import SelectionMethod, SelectionTask, SelectOutput
 
 if TYPE_CHECKING:
@@ -81,6 +86,8 @@ class _Run:
     seen: np.ndarray = field(init=False)  # passes each point took part in
     val_losses: list[float] = field(default_factory=list)
     work_done: int = 0  # solver calls made so far, for progress
+    rounds: int = 0  # shard rounds run on the executor
+    exchange_bytes: int = 0  # array bytes those rounds moved between the driver and the shards
 
     def __post_init__(self) -> None:
         n = self.task.n
@@ -100,7 +107,7 @@ class _Run:
 
     @property
     def total_work(self) -> int:
-        calls = [math.ceil(math.ceil(len(p) / self.layer.n) / self.cfg.solve_group)
+        calls = [math.ceil(math.ceil(len(p) / self.layer.n) / self.cfg.scale.solve_group)
                  for p in (self.learn_points, self.score_points)]
         return max(self.cfg.epochs * calls[0] + calls[1], 1)
 
@@ -137,7 +144,7 @@ class HostCPSelector(SelectionMethod):
 
     def _select(self, task: SelectionTask, reporter: Reporter) -> SelectOutput:
         before = torch.get_num_threads()
-        torch.set_num_threads(self.config.torch_threads)  # process-wide; restored below
+        torch.set_num_threads(TORCH_THREADS)  # process-wide; restored below
         try:
             return self._run(task, reporter)
         finally:
@@ -153,7 +160,7 @@ class HostCPSelector(SelectionMethod):
         online = _online_pass(run, run.cfg.epochs, learning=False)
         times["online"] = time.perf_counter() - t0 - sum(times.values())
         score = (run.u_sum + run.open_count) / (2.0 * np.maximum(run.seen, 1))  # how often, how strongly
-        chosen, rank, swaps = _read_out(run, online, score, flags["suspect"])
+        chosen, rank, swaps = _read_out(run)
         times["readout"] = time.perf_counter() - t0 - sum(times.values())
         # the chosen set ranks first, in greedy pick order (a prefix is the greedy set of that size),
         # then the rest by how often and how strongly the online pass opened them
@@ -164,7 +171,6 @@ class HostCPSelector(SelectionMethod):
             "adjusted": task.k - int(online.sum()),
             "swaps": swaps,
             "n_flagged": flags["n_flagged"],
-            "n_closed_extra": int(flags["flagged"].sum()) - flags["n_flagged"],
             "flag_source": flags["source"],
             "learn_points": len(run.learn_points),
             "score_points": len(run.score_points),
@@ -172,6 +178,8 @@ class HostCPSelector(SelectionMethod):
             "val_loss_last": float(np.mean(run.val_losses[-n_batches:])) if run.val_losses else None,
             "shards": run.shards if run.executor is not None else 1,
             "exchange_every": run.exchange_every if run.executor is not None else None,
+            "shard_rounds": run.rounds,
+            "exchange_bytes": run.exchange_bytes,
             "seconds": round(time.perf_counter() - t0, 2),
             **{f"seconds_{step}": round(v, 2) for step, v in times.items()},
             "config": asdict(run.cfg),
@@ -182,12 +190,10 @@ class HostCPSelector(SelectionMethod):
         """Flags, the data on the device, phi at its start, theta, the layer, the learning sample."""
         cfg = self.config
         flagged, suspect, source = _flags(task, cfg)
-        n_flagged = int(flagged.sum())
-        flagged = flagged | _extra_closed(flagged, suspect, task.k, cfg.exclude_margin)
         dev = torch.device(task.device)
         rng = np.random.default_rng(task.seed)
         dim, ncls = task.x_train.shape[1], task.n_classes
-        model = initial_model(task.x_train, ncls, cfg, task.seed, rng, dev)
+        model = initial_model(task.x_train, ncls, cfg, task.seed, dev)
         theta = [torch.zeros(dim, ncls, device=dev, requires_grad=True),
                  torch.zeros(ncls, device=dev, requires_grad=True)]
         allowed = ~flagged if cfg.exclude_flagged else np.ones(task.n, dtype=bool)
@@ -196,8 +202,8 @@ class HostCPSelector(SelectionMethod):
             x_val=task.x_val, y_val=task.y_val, n_classes=ncls, cfg=cfg,
             batch_size=min(cfg.batch_size, task.n), device=task.device,
         )
-        learn_points, score_points = (_sample(task.n, size, rng) for size in (cfg.learn_sample,
-                                                                             cfg.score_sample))
+        learn_points, score_points = (_sample(task.n, size, rng) for size in (cfg.scale.learn_sample,
+                                                                             cfg.scale.score_sample))
         run = _Run(
             task=task, cfg=cfg, env=make_env(pass_data), learner=Learner(model=model, theta=theta),
             allowed=allowed, rng=rng, reporter=reporter, n_passes=cfg.epochs + 1,
@@ -206,14 +212,14 @@ class HostCPSelector(SelectionMethod):
         if self._executor is not None:
             run.executor, run.shards, run.exchange_every = self._executor, self._shards, self._exchange_every
             run.shared = self._executor.put(pass_data)
-        return run, {"flagged": flagged, "suspect": suspect, "n_flagged": n_flagged, "source": source}
+        return run, {"n_flagged": int(flagged.sum()), "source": source}
 
 
 def _online_pass(run: _Run, ep: int, *, learning: bool) -> np.ndarray:
     """One online pass in random order (method.md steps 1-6); returns the set it opened.
 
     A learning pass updates theta after every batch and phi once per solver call
-    (``solve_group`` batches, the mean of their lookahead losses); the read-out
+    (``scale.solve_group`` batches, the mean of their lookahead losses); the read-out
     pass only solves. Points are scored by their opened mass and openings. With a
     cluster (:meth:`HostCPSelector.distribute`) the pass runs as shards in rounds
     (:mod:`core.selection.online`); here it is one shard in one round.
@@ -225,7 +231,7 @@ def _online_pass(run: _Run, ep: int, *, learning: bool) -> np.ndarray:
     n_shards = run.shards if run.executor is not None else 1
     shards = plan_shards(order, k, task.y_train, run.allowed, task.n_classes, run.rng, n_shards,
                          learning=learning)
-    total = sum(n_groups(sh, run.layer.n, run.cfg.solve_group) for sh in shards)
+    total = sum(n_groups(sh, run.layer.n, run.cfg.scale.solve_group) for sh in shards)
     done_before = run.work_done
     label = f"epoch {ep + 1}/{run.n_passes}{'' if learning else ' (read-out)'}"
     selected = np.zeros(task.n, dtype=bool)
@@ -239,12 +245,13 @@ def _online_pass(run: _Run, ep: int, *, learning: bool) -> np.ndarray:
         advance(run.env, shards[0], run.learner, np.zeros(0, dtype=np.int64), on_group=on_group)
         _merge_round(run, shards, selected)
         return selected
-    while any(sh.next_group < n_groups(sh, run.layer.n, run.cfg.solve_group) for sh in shards):
+    while any(sh.next_group < n_groups(sh, run.layer.n, run.cfg.scale.solve_group) for sh in shards):
         # every shard starts the round from the same phi and theta (a copy each: a LocalExecutor
         # runs the shards one after another in this process, on the objects themselves)
         items = [(sh, copy.deepcopy(run.learner) if n_shards > 1 else run.learner, np.flatnonzero(selected),
                   run.exchange_every) for sh in shards]
-        calls = sum(min(run.exchange_every, n_groups(sh, run.layer.n, run.cfg.solve_group) - sh.next_group)
+        group_size = run.cfg.scale.solve_group
+        calls = sum(min(run.exchange_every, n_groups(sh, run.layer.n, group_size) - sh.next_group)
                     for sh in shards)
         share = _ONLINE_SHARE if run.cfg.swap_passes else 1.0
         span = SubReporter(run.reporter, share * run.work_done / run.total_work,
@@ -252,6 +259,9 @@ def _online_pass(run: _Run, ep: int, *, learning: bool) -> np.ndarray:
         out = run.executor.map(shard_round, items, shared=run.shared, reporter=span, stage="selection",
                                label=lambda _: f"{label}, {n_shards} shards")
         shards = [sh for sh, _ in out]
+        run.rounds += 1
+        run.exchange_bytes += sum(_payload(sh, lr, learning) for sh, lr in out) + sum(
+            it[2].nbytes + (_payload(None, it[1], learning)) for it in items)
         run.learner = merge_learners([lr for _, lr in out]) if learning else run.learner
         run.rng.bit_generator.state = shards[0].rng.bit_generator.state  # shard 0 draws for the run
         _merge_round(run, shards, selected)
@@ -272,21 +282,31 @@ def _merge_round(run: _Run, shards: list[Shard], selected: np.ndarray) -> None:
     run.learner.val_losses = []
 
 
+def _payload(shard: Shard | None, learner: Learner, learning: bool) -> int:
+    """Bytes of the arrays a round moves for one shard one way (the exchange's size, for the run info)."""
+    n = 0
+    if shard is not None:
+        n += shard.done_u.nbytes + shard.done_opened.nbytes + shard.quota_left.nbytes + shard.left.nbytes
+    if learning:  # phi, theta and Adam's two moments travel both ways
+        n += sum(3 * p.numel() * p.element_size() for p in learner.model.parameters())
+        n += sum(t.numel() * t.element_size() for t in learner.theta)
+    return n
+
+
 def _report(run: _Run, message: str) -> None:
     share = _ONLINE_SHARE if run.cfg.swap_passes else 1.0
     run.reporter.report("selection", share * min(run.work_done / run.total_work, 1.0), message)
 
 
-def _read_out(
-    run: _Run, online: np.ndarray, score: np.ndarray, suspect: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """The set at the budget: greedy (or the online set), then swap passes. ``(chosen, rank, swaps)``."""
+def _read_out(run: _Run) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The set at the budget: per-class greedy in f_phi space, then swap passes. ``(chosen, rank, swaps)``.
+
+    Starting from the online pass's own set instead lost on the tuning folds (2-6 points
+    behind greedy at every budget on clean digits; README, "How the read-out was chosen").
+    """
     task, cfg = run.task, run.cfg
-    if cfg.start == "greedy":
-        chosen, rank = greedy_start(run.model, run.data, task.y_train, run.allowed, task.k, task.n_classes,
-                                    run.rng, power=cfg.dist_power, alloc=cfg.class_alloc)
-    else:
-        chosen, rank = exactly_k(online, score, run.allowed, suspect, task.k), np.zeros(task.n)
+    chosen, rank = greedy_start(run.model, run.data, task.y_train, run.allowed, task.k, task.n_classes,
+                                run.rng)
     swaps, cache = [], {}
     for sp in range(cfg.swap_passes):
         span = (_ONLINE_SHARE + (1 - _ONLINE_SHARE) * sp / cfg.swap_passes,
@@ -305,28 +325,10 @@ def _sample(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.arange(n) if n <= size else np.sort(rng.choice(n, size, replace=False))
 
 
-def _extra_closed(flagged: np.ndarray, suspect: np.ndarray, k: int, margin: float) -> np.ndarray:
-    """The ``margin * flagged`` most suspect unflagged points, keeping at least ``2k`` open candidates.
-
-    A detector misses some mislabels (recall 0.93-0.95 on digits); facility location
-    then opens them readily, because a mislabelled point is an outlier in its given
-    class that nothing else represents. Closing a margin of the next most suspect
-    points keeps them out, but it also closes hard clean points: on the tuning folds
-    it cost 7-10 points summed over 30 percent noise digits, so the default is 0.
-    """
-    extra = np.zeros(len(flagged), dtype=bool)
-    room = int((~flagged).sum()) - 2 * k
-    n_extra = min(int(round(margin * flagged.sum())), max(room, 0))
-    if n_extra > 0:
-        order = np.argsort(-np.where(flagged, -np.inf, suspect), kind="stable")
-        extra[order[:n_extra]] = True
-    return extra
-
-
 def _flags(task: SelectionTask, cfg: HostCPConfig) -> tuple[np.ndarray, np.ndarray, str]:
     """Flagged suspects and suspect scores: given, detected, or none."""
     flagged, suspect, source = task.flagged, task.suspect, "task"
-    if flagged is None and (cfg.exclude_flagged or cfg.quality_weight or cfg.learn_cost):
+    if flagged is None and (cfg.exclude_flagged or cfg.learn_cost):
         from core.mislabel import detect_mislabels  # part of this package: never optional
 
         res = detect_mislabels(task.x_train, task.y_train, n_classes=task.n_classes, seed=task.seed)

@@ -71,6 +71,25 @@ def test_select_on_ray_writes_the_selection_of_this_process(csv_file, tmp_path, 
                                   pd.read_csv(tmp_path / "here" / "selection.csv"))
 
 
+def test_sharded_select_on_ray_writes_the_sharded_selection_of_this_process(csv_file, tmp_path, ray_cluster,
+                                                                            ray_executor):
+    args = ["select", str(csv_file), "--budget", "0.2", "--set", "epochs=1", "--shards", "2"]
+    assert main([*args, "--out", str(tmp_path / "here")]) == 0
+    proc = _hostcp([*args, "--out", str(tmp_path / "ray"), "--ray", ray_cluster.address], ray_cluster,
+                   tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    ray_table = pd.read_csv(tmp_path / "ray" / "selection.csv")
+    pd.testing.assert_frame_equal(ray_table, pd.read_csv(tmp_path / "here" / "selection.csv"))
+    assert ray_table["selected"].sum() == 48  # 20 % of the 240 candidates left by the 20 % held out
+
+
+def test_shards_for_a_method_that_has_none_is_one_line(csv_file, tmp_path, capsys):
+    assert main(["select", str(csv_file), "--out", str(tmp_path / "o"), "--method", "kcenter",
+                 "--shards", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Only HOST-CP runs in shards" in err[0], err
+
+
 def test_an_address_where_nothing_listens_fails_at_once_with_one_line(csv_file, tmp_path):
     t0 = time.monotonic()
     proc = _hostcp(["curve", str(csv_file), "--out", str(tmp_path / "o"), "--ray", "127.0.0.1:9"], None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 from core.cluster import LocalExecutor
 from core.errors import JobCancelled
 from core.evaluate import value_curve
-from tests.cluster.faults import kill_one_worker, running_task_pids
+from tests.cluster.faults import CancelAfter, kill_one_worker_during, no_task_left_running
 
 
 def _mixture(n: int, seed: int, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,40 +50,17 @@ def test_a_curve_on_ray_is_the_curve_in_this_process(splits, in_process, ray_exe
     assert _curve(splits, LocalExecutor()).equals(in_process)
 
 
-class _CancelAfter:
-    """A reporter that asks to stop once ``n`` pieces have reported."""
-
-    def __init__(self, n: int) -> None:
-        self.n, self.reports = n, 0
-
-    def report(self, stage: str, fraction: float, message: str = "") -> None:
-        self.reports += 1
-
-    def check_cancelled(self) -> None:
-        if self.reports >= self.n:
-            raise JobCancelled()
-
-
 def test_cancel_stops_the_outstanding_tasks(splits, ray_executor):
-    reporter = _CancelAfter(1)
+    reporter = CancelAfter(1)
     t0 = time.monotonic()
     with pytest.raises(JobCancelled):
         _curve(splits, ray_executor, methods=("hostcp",), budgets=(0.1, 0.2, 0.3), seeds=3, reporter=reporter)
     assert reporter.reports < 12  # stopped well before the 12 pieces were done
-    deadline = time.monotonic() + 20
-    while running_task_pids() and time.monotonic() < deadline:  # cancelled tasks leave their workers
-        time.sleep(0.1)
-    assert not running_task_pids(), "cancelled tasks still running"
+    assert no_task_left_running(), "cancelled tasks still running"
     assert time.monotonic() - t0 < 60
 
 
 def test_a_killed_worker_is_retried_and_the_curve_is_unchanged(splits, in_process, ray_executor):
-    out: dict = {}
-    job = threading.Thread(target=lambda: out.setdefault("table", _curve(splits, ray_executor)))
-    job.start()
-    try:
-        killed = kill_one_worker(timeout=60)
-    finally:
-        job.join(timeout=300)
-    assert killed > 0 and not job.is_alive()
-    pd.testing.assert_frame_equal(out["table"], in_process)
+    table, killed = kill_one_worker_during(lambda: _curve(splits, ray_executor))
+    assert killed > 0
+    pd.testing.assert_frame_equal(table, in_process)

@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from core.errors import ConfigError, JobCancelled, NotFittedError
-from core.selection.batch import batch_inputs, lookahead_val_loss, nearest_existing, round_opened, solve
+from core.selection.batch import (
+    MISSING_COST,
+    batch_inputs,
+    lookahead_val_loss,
+    nearest_existing,
+    round_opened,
+    solve,
+)
+from core.selection.config import ScaleConfig
 from core.selection.layer import SelectionLayer
 from core.selection.selector import HostCPConfig, HostCPSelector, SelectionModel
 from core.valuation import SelectionTask, get_method
@@ -51,8 +59,7 @@ def test_hostcp_does_not_spend_budget_on_second_copies():
     perm = rng.permutation(len(y))
     x, y = x[perm], y[perm]
     task = SelectionTask(x, y, base, yb, n_classes=3, budget=12 / len(y), seed=0)
-    res = get_method("hostcp", **FAST, exclude_flagged=False, quality_weight=False,
-                     learn_cost=False).fit(task).result
+    res = get_method("hostcp", **FAST, exclude_flagged=False, learn_cost=False).fit(task).result
     groups = np.unique(x[res.selected], axis=0)
     assert res.selected.sum() == 12
     assert len(groups) >= 11  # (almost) one copy per group: no budget wasted on copies
@@ -161,24 +168,23 @@ def test_config_validation_and_not_fitted():
         HostCPConfig(batch_size=1000)
     with pytest.raises(ConfigError):
         HostCPConfig(solver="ECOS")
-    with pytest.raises(ConfigError, match="start"):
-        HostCPConfig(start="offline")
-    with pytest.raises(ConfigError, match="proj_init"):
-        HostCPConfig(proj_init="identity")
-    with pytest.raises(ConfigError, match="dist_power"):
-        HostCPConfig(dist_power=0.5)
-    with pytest.raises(ConfigError):
-        get_method("hostcp", not_a_setting=1)
+    with pytest.raises(ConfigError, match="proj_dim must be positive"):
+        HostCPConfig(proj_dim=0)
+    with pytest.raises(ConfigError, match="ScaleConfig.learn_sample must be positive"):
+        HostCPConfig(scale={"learn_sample": 0})
+    for removed in ("not_a_setting", "start", "dist_power", "quality_weight", "solve_group"):
+        with pytest.raises(ConfigError, match=removed):
+            get_method("hostcp", **{removed: 1})
     with pytest.raises(TypeError):
         HostCPSelector(config={"epochs": 1})
     with pytest.raises(NotFittedError):
         _ = HostCPSelector().result
 
 
-def test_class_quotas_and_phi_every_paths_return_exactly_k():
+def test_class_quotas_return_exactly_k_and_balance_the_classes():
     x, y, xv, yv = _blobs(seed=2)
     task = SelectionTask(x, y, xv, yv, n_classes=3, budget=0.2, seed=0, flagged=np.zeros(len(y), bool))
-    res = get_method("hostcp", **FAST, class_quotas=True, phi_every=2).fit(task).result
+    res = get_method("hostcp", **FAST, class_quotas=True).fit(task).result
     assert res.selected.sum() == task.k
     counts = np.bincount(y[res.selected], minlength=3)
     assert counts.min() >= 6  # 8 per class at 20 percent; quotas keep classes balanced
@@ -201,10 +207,9 @@ def test_pca_projection_keeps_the_encoders_distances():
 
 
 @pytest.mark.parametrize("settings", [
-    {"start": "online", "swap_passes": 0, "proj_init": "random", "quality_weight": True},
-    {"start": "online", "swap_passes": 1},
-    {"start": "greedy", "swap_passes": 1, "class_alloc": "coverage"},
-    {"start": "greedy", "swap_passes": 1, "dist_power": 2.0},
+    {"swap_passes": 0},
+    {"swap_passes": 1},
+    {"swap_passes": 1, "learn_phi": False, "class_quotas": False},
 ])
 def test_every_read_out_returns_exactly_k_unflagged_and_ranks_the_set_first(settings):
     x, y, xv, yv = _blobs(seed=3)
@@ -216,18 +221,6 @@ def test_every_read_out_returns_exactly_k_unflagged_and_ranks_the_set_first(sett
     assert not (res.selected & flagged).any()
     top = np.argsort(-res.scores, kind="stable")[: task.k]
     assert res.selected[top].all()  # previews at smaller budgets are subsets of the chosen set
-
-
-def test_exclude_margin_closes_the_next_most_suspect_points():
-    x, y, xv, yv = _blobs(seed=4)
-    flagged = np.zeros(len(y), bool)
-    flagged[:6] = True
-    suspect = np.linspace(0.0, 0.9, len(y))[::-1].copy()  # the first rows are the most suspect
-    task = SelectionTask(x, y, xv, yv, n_classes=3, budget=0.2, seed=0, flagged=flagged, suspect=suspect)
-    res = get_method("hostcp", **FAST, exclude_margin=1.0).fit(task).result
-    assert res.info["n_flagged"] == 6 and res.info["n_closed_extra"] == 6
-    assert res.selected.sum() == task.k
-    assert not res.selected[:12].any()  # the 6 flagged and the 6 next most suspect
 
 
 def test_a_broken_detector_import_fails_the_selection_instead_of_dropping_flags(monkeypatch):
@@ -278,8 +271,8 @@ def test_grouped_solves_and_a_learning_sample_keep_the_contract(settings):
     flagged = np.zeros(len(y), bool)
     flagged[::9] = True
     task = SelectionTask(x, y, xv, yv, n_classes=3, budget=0.2, seed=0, flagged=flagged)
-    a = get_method("hostcp", **{**FAST, **settings}).fit(task).result
-    b = get_method("hostcp", **{**FAST, **settings}).fit(task).result
+    a = get_method("hostcp", **FAST, scale=settings).fit(task).result  # a dict, as in JSON settings
+    b = get_method("hostcp", **FAST, scale=ScaleConfig(**settings)).fit(task).result
     assert a.selected.sum() == task.k
     assert not (a.selected & flagged).any()
     np.testing.assert_array_equal(a.selected, b.selected)
@@ -288,11 +281,38 @@ def test_grouped_solves_and_a_learning_sample_keep_the_contract(settings):
     assert np.isfinite(a.scores).all() and (a.scores > 0).sum() > task.k
 
 
-def test_config_fields_must_have_their_types():
-    with pytest.raises(ConfigError, match="epochs"):
-        HostCPConfig(epochs="2")
-    with pytest.raises(ConfigError, match="solve_group"):
-        HostCPConfig(solve_group=True)
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"epochs": "2"}, "HostCPConfig.epochs must be an integer (int); got '2' (str)."),
+    ({"epochs": 2.0}, "HostCPConfig.epochs must be an integer (int); got 2.0 (float)."),
+    ({"epochs": True}, "HostCPConfig.epochs must be an integer (int); got True (bool)."),
+    ({"learn_phi": 1}, "HostCPConfig.learn_phi must be true or false (bool); got 1 (int)."),
+    ({"learn_phi": "false"}, "HostCPConfig.learn_phi must be true or false (bool); got 'false' (str)."),
+    ({"gamma": True}, "HostCPConfig.gamma must be a number (float); got True (bool)."),
+    ({"gamma": "0.1"}, "HostCPConfig.gamma must be a number (float); got '0.1' (str)."),
+    ({"solver": 3}, "HostCPConfig.solver must be text (str); got 3 (int)."),
+    ({"scale": 3}, "HostCPConfig.scale must be a ScaleConfig; got 3 (int)."),
+    ({"scale": {"solve_group": True}}, "ScaleConfig.solve_group must be an integer (int); got True (bool)."),
+    ({"scale": {"sample": 5}}, "HostCPConfig.scale has no setting 'sample'; valid: learn_sample,"),
+])
+def test_config_fields_must_have_their_types(settings, message):
+    with pytest.raises(ConfigError) as err:
+        HostCPConfig(**settings)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_config_takes_an_int_for_a_float_and_numpy_numbers():
+    cfg = HostCPConfig(gamma=1, lr_phi=np.float32(0.5), epochs=np.int64(3))
+    assert (cfg.gamma, type(cfg.gamma)) == (1.0, float)
+    assert (cfg.lr_phi, type(cfg.lr_phi)) == (0.5, float)
+    assert (cfg.epochs, type(cfg.epochs)) == (3, int)
+
+
+def test_config_has_at_most_15_settings_and_keeps_them_in_its_run_info():
+    from dataclasses import asdict, fields
+
+    assert len(fields(HostCPConfig)) <= 15
+    cfg = HostCPConfig(epochs=1, scale={"learn_sample": 50})
+    assert HostCPConfig(**asdict(cfg)) == cfg  # the stored settings build the same config
 
 
 def test_read_out_distances_once_a_group_match_the_per_batch_ones():
@@ -316,4 +336,4 @@ def test_read_out_distances_once_a_group_match_the_per_batch_ones():
     (lonely,) = nearest_existing(feats, [chosen[:16]], chosen[:16], layer.m)
     assert lonely.shape == (16, 0)
     got = batch_inputs(model, layer, data, chosen[:16], chosen[:16], 3.0, None, cfg, feats=feats, near=lonely)
-    assert torch.all(got.do == cfg.missing_cost)
+    assert torch.all(got.do == MISSING_COST)
