@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,12 @@ import pandas as pd
 import streamlit as st
 
 from app.markup import md
+from core import review
 from core.errors import HostcpError
 from core.export import export_dataset, run_manifest_path
 from core.jobs import JobRunner
-from core.store import JobRecord, RunRecord, Store, default_store_path
+from core.review_queue import build_queue, labels_in_force, latest_scores
+from core.store import Decision, JobRecord, ReviewStamp, RunRecord, Store, default_store_path
 
 __all__ = [
     "DEFAULT_DEMO",
@@ -48,6 +53,8 @@ __all__ = [
     "remembered",
     "latest_job",
     "require_dataset",
+    "ReviewReads",
+    "review_reads",
     "run_shown_on_select",
     "parse_config",
     "set_current_dataset",
@@ -65,6 +72,12 @@ UMAP_KEY = "auto|0"
 UNEXPECTED_ERROR = "an unexpected error happened; the details are in the server log."
 
 _log = logging.getLogger(__name__)
+
+#: Jobs run in threads of the server process (core.jobs). With CPython's default GIL switch
+#: interval (5 ms) a rerun next to a computing job (the map's UMAP) waits up to 5 ms for the
+#: GIL after every SQLite query or file read: a review decision took twice as long.
+GIL_SWITCH_INTERVAL_S = 0.001
+sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
 
 
 # ----------------------------------------------------------------- resources
@@ -144,13 +157,82 @@ def export_files(dataset_id: int, *, run_id: int | None, what: str, fmt: str) ->
     return _export(str(store.path), dataset_id, run_id, what, fmt, rev, stamp)
 
 
+# ------------------------------------------------------------- review reads
+@st.cache_data(max_entries=4, show_spinner=False)
+def _mislabels(path: str, dataset_id: int, result_id: int) -> pd.DataFrame | None:
+    return _store(path).latest_mislabels(dataset_id)  # result_id (the newest one's) keys the cache
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _review_log(path: str, dataset_id: int, revision: int) -> list[Decision]:
+    return _store(path).decisions(dataset_id)  # revision (the newest entry's id) keys the cache
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _queue(path: str, dataset_id: int, stamp: ReviewStamp, examples: tuple[int, ...] | None) -> pd.DataFrame:
+    mislabels = _mislabels(path, dataset_id, stamp.result_id)
+    if mislabels is None:
+        latest_scores(_store(path), dataset_id)  # raises the ConfigError that says what to run
+    dataset, _ = _dataset(path, dataset_id, stamp.created_at)
+    run = _run(path, stamp.run_id) if stamp.run_id else None
+    return build_queue(dataset, mislabels, _review_log(path, dataset_id, stamp.revision),
+                       in_subset=None if run is None else run.selected,
+                       examples=None if examples is None else list(examples))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _nearest(path: str, dataset_id: int, created_at: str, result_id: int, example_index: int, k: int):
+    from core.pipeline import dataset_embeddings
+
+    backbone = review.neighbour_backbone(_mislabels(path, dataset_id, result_id))
+    emb = dataset_embeddings(_store(path), dataset_id, backbone=backbone, device="cpu")
+    return review.nearest_examples(emb, example_index, k=k)
+
+
+@dataclass(frozen=True)
+class ReviewReads:
+    """The review page's reads of one dataset at one :class:`~core.store.ReviewStamp` (one query).
+
+    Each piece is cached under the part of the stamp it depends on: after a decision only
+    the review log is read again and the queue rebuilt from it; the dataset, the scores,
+    the run's subset and the neighbours come from their caches.
+    """
+
+    path: str
+    dataset_id: int
+    stamp: ReviewStamp
+
+    @cached_property
+    def dataset(self):
+        """The stored dataset (:func:`get_dataset`'s), taken from the cache once per rerun."""
+        return _dataset(self.path, self.dataset_id, self.stamp.created_at)[0]
+
+    def queue(self, *, examples: list[int] | None = None) -> pd.DataFrame:
+        """:func:`core.review.review_queue` (of exactly ``examples`` when given)."""
+        scope = None if examples is None else tuple(sorted({int(i) for i in examples}))
+        return _queue(self.path, self.dataset_id, self.stamp, scope)
+
+    def neighbours(self, example_index: int, *, k: int = 6) -> pd.DataFrame:
+        """:func:`core.review.neighbours`: found once per example, labelled as they are now."""
+        order, dist = _nearest(self.path, self.dataset_id, self.stamp.created_at, self.stamp.result_id,
+                               int(example_index), int(k))
+        dataset = self.dataset
+        labels = labels_in_force(dataset.labels, _review_log(self.path, self.dataset_id, self.stamp.revision))
+        return review.neighbour_table(dataset, labels, order, dist)
+
+
+def review_reads(dataset_id: int) -> ReviewReads:
+    """The :class:`ReviewReads` of a dataset as it is now (one small read)."""
+    store = get_store()
+    return ReviewReads(str(store.path), int(dataset_id), store.review_stamp(dataset_id))
+
+
 def run_shown_on_select(dataset_id: int) -> int | None:
     """The run the Select page shows for this dataset (kept by the router in ``_run_shown``), if any."""
     shown = st.session_state.get("_run_shown") or {}
     return shown.get(dataset_id)
 
 
-# ---------------------------------------------------------- optional modules
 # ----------------------------------------------------------- current dataset
 def current_dataset_id(*, auto_demo: bool = False) -> int | None:
     """The dataset this session works on: the chosen one if it still exists, else the newest.

@@ -27,12 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.data import Dataset
 from core.errors import ConfigError
 from core.progress import NullReporter, Reporter, SubReporter
 from core.review_queue import (
     QUEUE_COLUMNS,
     QUEUE_SORTS,
     TIE_TOLERANCE,
+    build_queue,
     filter_queue,
     latest_scores,
     review_queue,
@@ -49,9 +51,14 @@ __all__ = [
     "ReviewProgress",
     "StaleDecisionError",
     "accept_suggestions",
+    "build_queue",
     "decide",
     "filter_queue",
+    "nearest_examples",
+    "neighbour_backbone",
+    "neighbour_table",
     "neighbours",
+    "queue_progress",
     "rescore",
     "review_progress",
     "review_queue",
@@ -85,24 +92,27 @@ class ReviewProgress:
     precision: float | None
 
 
-def _confirms(d: Decision, original: int) -> bool:
-    if d.action == "relabel":
-        return d.new_label != original  # relabelling to the original label is a keep
-    return d.action in CONFIRMING_ACTIONS
-
-
 def review_progress(store: Store, dataset_id: int) -> ReviewProgress:
     """Counts of the queue, of reviewed examples and the reviewer precision so far."""
-    queue = review_queue(store, dataset_id)
-    active = store.active_decisions(dataset_id)
-    original = dict(zip(queue["example_index"], queue["original_label"], strict=True))
-    reviewed = [active[i] for i in queue["example_index"] if i in active]
-    confirmed = sum(_confirms(d, int(original[d.example_index])) for d in reviewed)
+    return queue_progress(review_queue(store, dataset_id))
+
+
+def queue_progress(queue: pd.DataFrame) -> ReviewProgress:
+    """:func:`review_progress` of a whole (unfiltered) :func:`review_queue` table already built.
+
+    A reviewed row confirms its flag when its decision is accept or exclude, or a relabel
+    to a label other than the imported one (relabelling back to it is a keep).
+    """
+    reviewed = queue["reviewed"].to_numpy()
+    action = queue["decision"].to_numpy()
+    relabelled = (action == "relabel") & (queue["label"].to_numpy() != queue["original_label"].to_numpy())
+    confirmed = reviewed & (np.isin(action, [a for a in CONFIRMING_ACTIONS if a != "relabel"]) | relabelled)
+    n_reviewed, n_confirmed = int(reviewed.sum()), int(confirmed.sum())
     return ReviewProgress(
         n_flagged=len(queue),
-        n_reviewed=len(reviewed),
-        n_confirmed=int(confirmed),
-        precision=confirmed / len(reviewed) if reviewed else None,
+        n_reviewed=n_reviewed,
+        n_confirmed=n_confirmed,
+        precision=n_confirmed / n_reviewed if n_reviewed else None,
     )
 
 
@@ -255,11 +265,6 @@ def accept_suggestions(
     return out
 
 
-def _settings(store: Store, dataset_id: int) -> dict[str, Any]:
-    mis = store.latest_mislabels(dataset_id)
-    return dict(mis.attrs.get("settings") or {}) if mis is not None else {}
-
-
 def neighbours(store: Store, dataset_id: int, example_index: int, *, k: int = 6) -> pd.DataFrame:
     """The ``k`` nearest other examples in the embedding (the one the scores were made in).
 
@@ -268,25 +273,55 @@ def neighbours(store: Store, dataset_id: int, example_index: int, *, k: int = 6)
     """
     from core.pipeline import dataset_embeddings
 
+    dataset, _ = store.get_dataset(dataset_id)
+    _check_neighbour_args(dataset.n, example_index, k)
+    backbone = neighbour_backbone(store.latest_mislabels(dataset_id))
+    emb = dataset_embeddings(store, dataset_id, backbone=backbone, device="cpu")
+    order, dist = nearest_examples(emb, int(example_index), k=k)
+    labels, _ = store.effective_labels(dataset_id)
+    return neighbour_table(dataset, labels, order, dist)
+
+
+def neighbour_backbone(mislabels: pd.DataFrame | None) -> str:
+    """The embedding backbone the mislabel scores were made with (``"auto"`` when unknown)."""
+    settings = dict(mislabels.attrs.get("settings") or {}) if mislabels is not None else {}
+    return str(settings.get("backbone", "auto"))
+
+
+def _check_neighbour_args(n: int, example_index: int, k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ConfigError(f"k must be a positive int; got {k!r}.")
-    dataset, _ = store.get_dataset(dataset_id)
+    if not 0 <= int(example_index) < n:
+        raise ConfigError(f"example_index must be in 0..{n - 1}; got {example_index}.")
+
+
+def nearest_examples(
+    embeddings: np.ndarray, example_index: int, *, k: int = 6
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of ``embeddings`` ``(N, D)`` nearest to row ``example_index`` (itself left out).
+
+    Returns:
+        ``(indices, distances)``, both ``(min(k, N - 1),)``, nearest first; ties by index.
+    """
+    _check_neighbour_args(len(embeddings), example_index, k)
     idx = int(example_index)
-    if not 0 <= idx < dataset.n:
-        raise ConfigError(f"example_index must be in 0..{dataset.n - 1}; got {example_index}.")
-    emb = dataset_embeddings(store, dataset_id, backbone=_settings(store, dataset_id).get(
-        "backbone", "auto"), device="cpu")
-    labels, _ = store.effective_labels(dataset_id)
-    dist = np.linalg.norm(emb.astype(np.float64) - emb[idx].astype(np.float64), axis=1)
+    dist = np.linalg.norm(embeddings.astype(np.float64) - embeddings[idx].astype(np.float64), axis=1)
     dist[idx] = np.inf
-    order = np.lexsort((np.arange(dataset.n), dist))[: min(k, dataset.n - 1)]
+    order = np.lexsort((np.arange(len(dist)), dist))[: min(k, len(dist) - 1)]
+    return order.astype(np.int64), dist[order]
+
+
+def neighbour_table(
+    dataset: Dataset, labels: np.ndarray, order: np.ndarray, dist: np.ndarray
+) -> pd.DataFrame:
+    """The rows :func:`neighbours` returns, for neighbours already found and the labels ``(N,)`` now."""
     names = np.asarray(dataset.class_names, dtype=object)
     return pd.DataFrame({
-        "example_index": order.astype(np.int64),
+        "example_index": np.asarray(order, dtype=np.int64),
         "id": dataset.ids[order].astype(str),
         "label": labels[order],
         "label_name": names[labels[order]],
-        "distance": dist[order],
+        "distance": dist,
     })
 
 

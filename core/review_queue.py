@@ -9,14 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.data import Dataset
 from core.errors import ConfigError
-from core.store import Store, example_revisions
+from core.store import Decision, Store, decisions_in_force, example_revisions
 
 __all__ = [
     "QUEUE_COLUMNS",
+    "build_queue",
     "QUEUE_SORTS",
     "TIE_TOLERANCE",
     "filter_queue",
+    "labels_in_force",
     "latest_scores",
     "review_queue",
     "suggestions_to_accept",
@@ -79,23 +82,51 @@ def review_queue(
         raise ConfigError(f"tie_tolerance must be >= 0; got {tie_tolerance}.")
     mis = latest_scores(store, dataset_id)
     dataset, _ = store.get_dataset(dataset_id)
-    labels, _ = store.effective_labels(dataset_id)
-    active = store.active_decisions(dataset_id)
-    revisions = example_revisions(store.decisions(dataset_id))
     run = store.latest_run(dataset_id)
-    in_subset = run.selected if run is not None else np.zeros(dataset.n, bool)
-    flagged = mis["flagged"].to_numpy()
+    return build_queue(dataset, mis, store.decisions(dataset_id),
+                       in_subset=run.selected if run is not None else None,
+                       tie_tolerance=tie_tolerance, examples=examples)
+
+
+def build_queue(
+    dataset: Dataset,
+    mislabels: pd.DataFrame,
+    log: list[Decision],
+    *,
+    in_subset: np.ndarray | None = None,
+    tie_tolerance: float = TIE_TOLERANCE,
+    examples: np.ndarray | list[int] | None = None,
+) -> pd.DataFrame:
+    """:func:`review_queue` from pieces already read: no store access, so a caller that caches them
+    (the app, per dataset revision) rebuilds the queue after a decision from the new log alone.
+
+    Args:
+        dataset: The stored dataset (its ``labels`` are the imported ones).
+        mislabels: The newest mislabel scores (:meth:`~core.store.Store.latest_mislabels`).
+        log: The dataset's whole review log, oldest first (:meth:`~core.store.Store.decisions`).
+        in_subset: ``(N,)`` bool, the newest run's subset; ``None`` before any run.
+        tie_tolerance: As in :func:`review_queue`.
+        examples: As in :func:`review_queue`.
+    """
+    n = dataset.n
+    active = decisions_in_force(log)
+    labels = labels_in_force(dataset.labels, log)
+    revisions = example_revisions(log)
+    in_subset = np.zeros(n, bool) if in_subset is None else np.asarray(in_subset, dtype=bool)
+    flagged = mislabels["flagged"].to_numpy()
     if examples is None:
-        members = np.flatnonzero(flagged | np.isin(np.arange(dataset.n), list(active)))
+        member = flagged.copy()
+        member[list(active)] = True
+        members = np.flatnonzero(member)
     else:
         members = np.unique(np.asarray(examples, dtype=np.int64))
-        if len(members) and not (0 <= members[0] and members[-1] < dataset.n):
-            raise ConfigError(f"examples must be indices in 0..{dataset.n - 1}; got {members[[0, -1]]}.")
-    score = mis["score"].to_numpy()
+        if len(members) and not (0 <= members[0] and members[-1] < n):
+            raise ConfigError(f"examples must be indices in 0..{n - 1}; got {members[[0, -1]]}.")
+    score = mislabels["score"].to_numpy()
     key = score[members] + tie_tolerance * in_subset[members]
     members = members[np.lexsort((members, -key))]
     names = np.asarray(dataset.class_names, dtype=object)
-    suggested = mis["suggested_label"].to_numpy()[members]
+    suggested = mislabels["suggested_label"].to_numpy()[members]
     decisions = [active.get(int(i)) for i in members]
     table = pd.DataFrame({
         "example_index": members.astype(np.int64),
@@ -105,10 +136,10 @@ def review_queue(
         "original_label": dataset.labels[members],
         "suggested_label": suggested.astype(np.int64),
         "suggested_name": names[suggested],
-        "suggested_confidence": mis["suggested_confidence"].to_numpy()[members],
+        "suggested_confidence": mislabels["suggested_confidence"].to_numpy()[members],
         "score": score[members],
         "flagged": flagged[members],
-        "in_subset": in_subset[members].astype(bool),
+        "in_subset": in_subset[members],
         "reviewed": np.array([d is not None for d in decisions], dtype=bool),
         "decision": [d.action if d else "" for d in decisions],
         "reviewer": [d.reviewer if d else "" for d in decisions],
@@ -116,6 +147,17 @@ def review_queue(
         "revision": np.array([revisions.get(int(i), 0) for i in members], dtype=np.int64),
     })
     return table.reset_index(drop=True)
+
+
+def labels_in_force(labels: np.ndarray, log: list[Decision]) -> np.ndarray:
+    """``(N,)`` int64: the imported ``labels`` with each decision in force of ``log`` applied.
+
+    What :meth:`~core.store.Store.effective_labels` gives, for a log already read.
+    """
+    out = np.asarray(labels, dtype=np.int64).copy()
+    for i, d in decisions_in_force(log).items():
+        out[i] = d.new_label
+    return out
 
 
 def filter_queue(

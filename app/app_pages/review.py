@@ -2,7 +2,9 @@
 
 The queue, its filters and the example card run as one ``st.fragment``: a decision,
 a filter or Next reruns only that fragment, not the page (the sidebar, the job
-panels and the re-score controls stay as they are). The example on screen is in the
+panels and the re-score controls stay as they are). Each rerun reads one stamp of the
+dataset (:func:`app.services.review_reads`) and takes what did not change from caches:
+after a decision only the review log is read again. The example on screen is in the
 URL (``?example=444``) beside the dataset, so a reload or Back lands on it.
 """
 
@@ -16,7 +18,7 @@ from app.components import url_state
 from app.components.jobs import job_panel
 from app.components.map_pick import MAP_SELECTION
 from app.components.queue_tools import QUEUE_COLUMNS_SHOWN, bulk_accept, queue_filters
-from app.components.review_card import decision_card, neighbours_view, undo_last
+from app.components.review_card import decision_card, neighbours_view, next_after, undo_last
 from app.components.thumbs import thumbnail_grid
 from core import review
 
@@ -104,10 +106,12 @@ def _show_flash() -> None:
 def review_fragment(dataset_id: int, reviewer: str) -> None:
     """Progress, filters, bulk accept, undo and the example card: rerun alone on each decision."""
     with services.engine_errors("Loading the review queue"):
-        dataset, _ = services.get_dataset(dataset_id)
+        reads = services.review_reads(dataset_id)  # one small read; a decision re-reads the log only
+        dataset = reads.dataset
         scope = _scope(dataset_id)
-        queue = review.review_queue(store, dataset_id, examples=scope)
-        progress = review.review_progress(store, dataset_id)
+        whole = reads.queue()
+        queue = whole if scope is None else reads.queue(examples=scope)
+        progress = review.queue_progress(whole)
         bar = st.columns([3, 1, 1], vertical_alignment="bottom")
         n_flagged, n_reviewed = progress.n_flagged, progress.n_reviewed
         bar[0].progress(n_reviewed / n_flagged if n_flagged else 1.0,
@@ -153,7 +157,9 @@ def review_fragment(dataset_id: int, reviewer: str) -> None:
             _grid(dataset, view, order, pos)
             return
         decision_card(dataset_id, dataset, view, pos, reviewer)
-        neighbours_view(dataset_id, dataset, int(current))
+        neighbours_view(reads, int(current))
+        pending = view.loc[~view["reviewed"], "example_index"].tolist()
+        reads.neighbours(next_after(int(current), order.tolist(), pending))  # ready for the next decision
 
 
 def _open(example_index: int | None) -> None:

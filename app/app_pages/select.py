@@ -1,4 +1,8 @@
-"""Select page: run HOST-CP or a baseline at a budget, preview other budgets, value curves and the map."""
+"""Select page: run HOST-CP or a baseline at a budget, preview other budgets, value curves and the map.
+
+The run shown is in the URL (``?run=7``); the controls take that run's own settings from the
+store (:mod:`app.components.run_settings`), so a reload or a bookmark lands with them.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,49 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import services
+from app.components import url_state
 from app.components.jobs import job_panel
 from app.components.map_pick import open_in_review
+from app.components.run_settings import SEED_MAX, control, follow_run
 from app.markup import chart_text
 from core.evaluate import DEFAULT_BUDGETS, parse_budgets
 from core.valuation import available_methods
+
+
+def _run_to_show(dataset_id: int, runs: list[dict]) -> int | None:
+    """The run the "Showing" box will show (its ``run_choice`` state), put in the URL now.
+
+    A run that appeared since this session last looked (a job finished) is shown at once;
+    else the box's own choice (or the one the router adopted from the URL) if it still exists.
+    The URL gets it in this run, not only on the next one, so a reload right after a run
+    finished lands on that run.
+    """
+    if not runs:
+        return None
+    newest = runs[0]["id"]
+    if st.session_state.get("_newest_run_seen") != (dataset_id, newest):  # a new run appeared: show it
+        st.session_state["_newest_run_seen"] = (dataset_id, newest)
+        st.session_state["run_choice"] = newest
+    if st.session_state.get("run_choice") not in [r["id"] for r in runs]:
+        st.session_state["run_choice"] = newest
+    chosen = int(st.session_state["run_choice"])
+    st.session_state.setdefault("_run_shown", {})[dataset_id] = chosen  # the router's shadow of the box
+    url_state.publish("run", chosen)
+    return chosen
+
+
+def _keep_run_choice() -> None:
+    """On a pick in "Showing": make it the only value kept under the box's key.
+
+    The router sets ``run_choice`` through ``st.session_state`` on pages without the box
+    (from the URL, or its shadow); Streamlit keeps that value under the key beside the
+    box's own and brings it back once a visit to another page dropped the box, which
+    used to undo the pick. Deleting the key and setting the pick leaves only the pick.
+    """
+    chosen = st.session_state["run_choice"]
+    del st.session_state["run_choice"]
+    st.session_state["run_choice"] = chosen
+
 
 st.title("Select")
 st.caption(
@@ -26,13 +68,13 @@ did = services.require_dataset()
 info = store.dataset_info(did)
 methods = available_methods()
 
-# ------------------------------------------------------------------ controls
-budget_value, save_budget = services.remembered("budget_pct", 10)
-method_value, save_method = services.remembered("method", "hostcp")
-options = list(methods)
-if method_value not in options:
-    method_value = "hostcp" if "hostcp" in options else options[0]
+# ------------------------------------------------------------------ the run shown
+runs = store.list_runs(did)
+run_id = _run_to_show(did, runs)
+follow_run(did, next((r for r in runs if r["id"] == run_id), None), methods)  # a reload lands on its settings
 
+# ------------------------------------------------------------------ controls
+options = list(methods)
 c1, c2, c3 = st.columns([3, 2, 1], vertical_alignment="bottom")
 budget_pct = c1.slider(
     "Budget (% of training data)",
@@ -40,32 +82,28 @@ budget_pct = c1.slider(
     max_value=100,
     step=1,
     key="budget_pct",
-    value=int(budget_value),
-    on_change=save_budget,
+    on_change=control("budget_pct", valid=lambda v: 1 <= v <= 100),
     help="Moving it after a run previews that budget from the run's stored values.",
 )
 budget = budget_pct / 100.0
 method = c2.selectbox(
     "Method",
     options,
-    index=options.index(method_value),
     key="method",
-    on_change=save_method,
+    on_change=control("method", default="hostcp" if "hostcp" in options else next(iter(options), None),
+                      valid=options.__contains__),
     format_func=lambda m: methods.get(m, m),
     disabled=not methods,
 )
 with st.expander("Advanced settings"):
-    seed_value, save_seed = services.remembered("seed", 0)
-    config_value, save_config = services.remembered("method_config", "")
     seed = st.number_input(
-        "Seed", min_value=0, max_value=10_000, step=1, key="seed", value=int(seed_value), on_change=save_seed
+        "Seed", min_value=0, max_value=SEED_MAX, step=1, key="seed", on_change=control("seed")
     )
     config_text = st.text_area(
         "Method settings (JSON)",
         key="method_config",
         height=68,
-        value=config_value,
-        on_change=save_config,
+        on_change=control("method_config"),
         placeholder='{"epochs": 2}',
         help="Passed to the method, e.g. HOST-CP's HostCPConfig fields; leave empty for the defaults.",
     )
@@ -91,23 +129,17 @@ if c3.button(
         st.rerun()
 
 # ------------------------------------------------------------------- results
-runs = store.list_runs(did)
-if not runs:
+if run_id is None:
     st.info("No run yet on this dataset: pick a method and press **Run**.")
     st.stop()
 
-newest = runs[0]["id"]
-if st.session_state.get("_newest_run_seen") != (did, newest):  # a new run appeared: show it
-    st.session_state["_newest_run_seen"] = (did, newest)
-    st.session_state["run_choice"] = newest
-if st.session_state.get("run_choice") not in [r["id"] for r in runs]:
-    st.session_state["run_choice"] = newest
 labels_of = {
     r["id"]: f"run #{r['id']} · {methods.get(r['method'], r['method'])} at {r['budget']:.0%}"
     + (" (re-scored)" if r["info"].get("rescored_from") else "")
     for r in runs
 }
-run_id = st.selectbox("Showing", [r["id"] for r in runs], format_func=labels_of.get, key="run_choice")
+run_id = st.selectbox("Showing", [r["id"] for r in runs], format_func=labels_of.get, key="run_choice",
+                      on_change=_keep_run_choice)
 
 with services.engine_errors("Showing the run"):
     from core.charts import map_figure, value_curve_figure
@@ -147,6 +179,7 @@ with services.engine_errors("Showing the run"):
         ):
             with services.engine_errors("Starting the selection"):
                 from core.pipeline import SelectionSpec, run_selection
+                from core.settings import current_settings
 
                 s = run.settings
                 spec = SelectionSpec(
@@ -155,7 +188,8 @@ with services.engine_errors("Showing the run"):
                     seed=int(run.seed),
                     backbone=s.get("backbone", "auto"),
                     device=s.get("device", "auto"),
-                    config=dict(s.get("config") or {}),
+                    # an old run's settings that the method has since dropped are left out (logged)
+                    config=current_settings(run.method, dict(s.get("config") or {})),
                 )
                 services.submit(
                     "selection",

@@ -48,10 +48,14 @@ def _verb(action: str, label_name: str) -> str:
 
 
 def _decide(dataset_id: int, example: dict, action: str, new_label: int | None, revision: int,
-            reviewer: str, following: int, label_key: str | None = None) -> None:
+            reviewer: str, following: int, label_key: str | None = None,
+            names: Sequence[str] | None = None) -> None:
     """Callback of a decision button; ``example`` is the card's row as it was drawn.
 
     ``label_key``: the "Relabel as" box, read now (it may have changed with the click).
+    ``names``: the class names, when the card knows them (saves a read of the store).
+    An accept comes with the suggestion the card showed as ``new_label``: the store then
+    only reads what the write needs, and the revision check refuses it if anything changed.
     """
     st.session_state.pop(_CONFLICT, None)
     if label_key is not None and label_key in st.session_state:
@@ -73,7 +77,7 @@ def _decide(dataset_id: int, example: dict, action: str, new_label: int | None, 
     except HostcpError as e:
         flash("warning", md(e))
         return
-    names = store.dataset_info(dataset_id).class_names
+    names = names or store.dataset_info(dataset_id).class_names
     flash("success", f"{md(example['id'])}: {_verb(action, names[d.new_label])}.")
     st.session_state["review_current"] = following
 
@@ -143,7 +147,8 @@ def decision_card(dataset_id: int, dataset, view: pd.DataFrame, pos: int, review
 
         def button(where, label: str, action: str, key: str, shortcut: str, label_key=None, **kw) -> None:
             where.button(label, key=key, shortcut=shortcut, use_container_width=True, on_click=_decide,
-                         args=(dataset_id, example, action, None, rev, reviewer, following, label_key), **kw)
+                         args=(dataset_id, example, action, suggested if action == "accept" else None, rev,
+                               reviewer, following, label_key, tuple(names)), **kw)
 
         b = st.columns(3)
         button(b[0], f"Accept suggestion: {md(row['suggested_name'])}", "accept", "accept", "A",
@@ -163,10 +168,11 @@ def decision_card(dataset_id: int, dataset, view: pd.DataFrame, pos: int, review
                     disabled=pos == len(order) - 1, on_click=_go, args=(order[min(pos + 1, len(order) - 1)],))
 
 
-def neighbours_view(dataset_id: int, dataset, example_index: int) -> None:
+def neighbours_view(reads: services.ReviewReads, example_index: int) -> None:
     """The example's nearest neighbours in the embedding, as thumbnails or rows."""
     st.markdown("**Nearest neighbours** (in the embedding)")
-    nb = review.neighbours(services.get_store(), dataset_id, example_index, k=6)
+    dataset = reads.dataset
+    nb = reads.neighbours(example_index, k=6)
     if dataset.images is not None:
         cols = st.columns(len(nb) or 1)
         for col, item in zip(cols, nb.itertuples(), strict=False):

@@ -10,20 +10,23 @@ from core.store.records import (
     DatasetInfo,
     Decision,
     JobRecord,
+    ReviewStamp,
     RunRecord,
     default_store_path,
     utcnow,
 )
-from core.store.review_log import StaleDecisionError, example_revisions
+from core.store.review_log import StaleDecisionError, decisions_in_force, example_revisions
 from core.store.schema import DECISION_ACTIONS, SCHEMA_VERSION
 
 __all__ = [
     "Store",
     "DatasetInfo",
     "RunRecord",
+    "ReviewStamp",
     "Decision",
     "StaleDecisionError",
     "example_revisions",
+    "decisions_in_force",
     "JobRecord",
     "DECISION_ACTIONS",
     "SCHEMA_VERSION",

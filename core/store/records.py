@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,6 +17,7 @@ __all__ = [
     "RunRecord",
     "Decision",
     "JobRecord",
+    "ReviewStamp",
     "utcnow",
     "default_store_path",
     "owner_alive",
@@ -69,6 +71,19 @@ class RunRecord:
     created_at: str
     selected: np.ndarray  # (N,) bool
     value: np.ndarray  # (N,) float
+
+
+class ReviewStamp(NamedTuple):
+    """What a dataset's review queue is made of, read in one query (:meth:`Store.review_stamp`).
+
+    Every write that changes the queue (a decision, a re-score, a new run) changes it, so
+    it keys the app's caches of the queue's pieces.
+    """
+
+    created_at: str  # the dataset's: tells it from a later dataset that got the same id
+    revision: int  # labels revision: id of the newest review log entry, 0 before any
+    result_id: int  # newest mislabel result, 0 for none
+    run_id: int  # newest run, 0 for none
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pandas as pd
 from core.errors import StoreError
 from core.files import atomic_write
 from core.store.records import (
+    ReviewStamp,
     RunRecord,
     utcnow,
 )
@@ -105,6 +106,22 @@ class ResultsMixin:
         """The newest run of a dataset (optionally of one method), or ``None``."""
         runs = [r for r in self.list_runs(dataset_id) if method is None or r["method"] == method]
         return self.get_run(runs[0]["id"]) if runs else None
+
+    def review_stamp(self, dataset_id: int) -> ReviewStamp:
+        """The dataset's :class:`ReviewStamp` (creation time, labels revision, newest mislabel
+        result and run), in one read; raises StoreError when there is no such dataset."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT created_at,"
+                " (SELECT COALESCE(MAX(id), 0) FROM decisions WHERE dataset_id=d.id),"
+                " (SELECT COALESCE(MAX(id), 0) FROM mislabel_results WHERE dataset_id=d.id),"
+                " (SELECT COALESCE(MAX(id), 0) FROM runs WHERE dataset_id=d.id)"
+                " FROM datasets d WHERE d.id=?",
+                (dataset_id,),
+            ).fetchone()
+        if row is None:
+            raise StoreError(f"No dataset with id {dataset_id} in {self.path}.")
+        return ReviewStamp(str(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     # --------------------------------------------------------------- mislabels
     def add_mislabel_result(

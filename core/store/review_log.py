@@ -14,7 +14,7 @@ from core.store.records import (
 )
 from core.store.schema import DECISION_ACTIONS
 
-__all__ = ["ReviewLogMixin", "StaleDecisionError", "example_revisions"]
+__all__ = ["ReviewLogMixin", "StaleDecisionError", "decisions_in_force", "example_revisions"]
 
 
 class StaleDecisionError(StoreError):
@@ -50,6 +50,21 @@ def example_revisions(log_: list[Decision]) -> dict[int, int]:
     for d in log_:
         out[d.example_index] = max(out.get(d.example_index, 0), d.id)
     return out
+
+
+def decisions_in_force(log_: list[Decision]) -> dict[int, Decision]:
+    """The decision in force per example of a log (oldest first): the latest one not undone.
+
+    What :meth:`ReviewLogMixin.active_decisions` gives, for a log already read (the app
+    reads the log once per rerun and derives labels, queue and progress from it).
+    """
+    undone = {d.undoes for d in log_ if d.action == "undo"}
+    active: dict[int, Decision] = {}
+    for d in log_:
+        if d.action == "undo" or d.id in undone:
+            continue
+        active[d.example_index] = d
+    return active
 
 
 class ReviewLogMixin:
@@ -207,13 +222,7 @@ class ReviewLogMixin:
 
     @staticmethod
     def _active(log_: list[Decision]) -> dict[int, Decision]:
-        undone = {d.undoes for d in log_ if d.action == "undo"}
-        active: dict[int, Decision] = {}
-        for d in log_:
-            if d.action == "undo" or d.id in undone:
-                continue
-            active[d.example_index] = d
-        return active
+        return decisions_in_force(log_)
 
     def _stored_labels(self, row: sqlite3.Row) -> np.ndarray:
         """The labels as imported, ``(N,)`` int64."""

@@ -216,7 +216,10 @@ def _journey(page, url, home, tmp_path, archive, bad) -> None:
     umap_running = any(j.kind == "umap" and j.status == "running" for j in store.list_jobs(did, limit=50))
     TIMINGS.write_text(json.dumps({"decision_to_next_example_ms": [round(t, 1) for t in timings],
                                    "median_ms": round(float(np.median(timings)), 1),
-                                   "map_job_running_meanwhile": umap_running}, indent=2) + "\n")
+                                   "map_job_running_meanwhile": umap_running,
+                                   # how busy the machine was (1, 5, 15 min), to read the times by
+                                   "load_average": [round(x, 2) for x in os.getloadavg()],
+                                   "cpus": os.cpu_count()}, indent=2) + "\n")
     shot(page, SHOTS / "review.png")
     decisions = store.decisions(did)
     assert [(d.action, d.reviewer) for d in decisions] == [("relabel", "e2e")] + [("keep", "e2e")] * 3
