@@ -35,14 +35,15 @@ BUDGETS = DEFAULT_BUDGETS
 #: (``proj_init="random"``) lost on the tuning folds (README.md, "How the read-out was chosen";
 #: the online read-out's test-split numbers are in the paragraph after it, "For the record only").
 ABLATIONS = {
-    "default": {},
-    "frozen_phi": {"learn_phi": False},
+    "default": {},  # phi frozen at the encoder's metric (learn_phi=False, the default since issue 11)
+    "learned_phi": {"learn_phi": True},
+    "frozen_phi": {"learn_phi": False},  # the default now; kept so older commands still run
     "no_swaps": {"swap_passes": 0},
     "no_labels_no_cost": {"use_labels": False, "learn_cost": False},
     "no_exclude": {"exclude_flagged": False},
     "gamma_0.2": {"gamma": 0.2},
     "batch_16": {"batch_size": 16},
-    "epochs_1": {"epochs": 1},
+    "epochs_1": {"learn_phi": True, "epochs": 1},
 }
 
 

@@ -11,7 +11,17 @@ from typing import Any, get_type_hints
 from core.errors import ConfigError
 from core.selection.layer import DEFAULT_SOLVER, SOLVERS
 
-__all__ = ["HostCPConfig", "ScaleConfig"]
+__all__ = ["HostCPConfig", "LEARN_PHI_NOTE", "ScaleConfig"]
+
+#: Why phi is not learned by default, for the run's info (issue 11: a default is on only where the
+#: tuning folds show it helps). Learning phi through the convex layer was within noise of phi frozen
+#: at the encoder's metric on every benchmark measured (6 tuning folds: -0.2 points per cell, learned
+#: minus frozen; the test split, for the record: -0.05 over 20 cells) and took about half of the run;
+#: without it the learning passes have nothing to learn (theta only serves phi's lookahead), so they
+#: are skipped. The distribution-shift benchmarks of issue 11 are where it may pay off.
+LEARN_PHI_NOTE = ("phi frozen at the encoder's metric (learn_phi=false, the default): learning it was within "
+                  "noise of frozen on every benchmark measured and took half the run; set learn_phi=true to "
+                  "learn it from the validation set")
 
 _WORDS = {bool: "true or false (bool)", int: "an integer (int)", float: "a number (float)", str: "text (str)"}
 
@@ -82,14 +92,14 @@ class HostCPConfig:
     line, rather than deep inside a run.
     """
 
-    epochs: int = 2  # learning passes (phi and theta updated); one online read-out pass follows
+    epochs: int = 2  # learning passes (phi and theta updated; with learn_phi only); a read-out pass follows
     batch_size: int = 32  # incoming points per convex problem (n); solve time grows ~n^3
     n_existing: int = 8  # m nearest existing points per incoming point (Do columns)
     gamma: float = 0.05  # weight of the quadratic term; > 0 or the layer's gradient is zero
     proj_dim: int = 32  # dimension of the f_phi space where distances are measured (starts at PCA axes)
     use_labels: bool = True  # f_phi(x, y): a learned label embedding (starting at 0) is added to W x
     learn_cost: bool = True  # learned opening cost c_phi(y, quality) in the objective
-    learn_phi: bool = True  # False freezes phi at its initialisation (ablation)
+    learn_phi: bool = False  # learn phi by the validation lookahead (off by default: LEARN_PHI_NOTE)
     lr_phi: float = 0.01  # Adam step size of phi
     lr_theta: float = 0.5  # SGD step of theta, also the lookahead step eta
     exclude_flagged: bool = True  # flagged suspects may not be opened (ub = 0), still represented

@@ -33,7 +33,7 @@ import torch
 from core.errors import ConfigError
 from core.progress import Reporter, SubReporter
 from core.selection.batch import lookahead_val_loss
-from core.selection.config import HostCPConfig
+from core.selection.config import LEARN_PHI_NOTE, HostCPConfig
 from core.selection.layer import SelectionLayer
 from core.selection.model import SelectionModel, initial_model, pca_projection
 from core.selection.online import (
@@ -109,7 +109,12 @@ class _Run:
     def total_work(self) -> int:
         calls = [math.ceil(math.ceil(len(p) / self.layer.n) / self.cfg.scale.solve_group)
                  for p in (self.learn_points, self.score_points)]
-        return max(self.cfg.epochs * calls[0] + calls[1], 1)
+        return max(self.learning_passes * calls[0] + calls[1], 1)
+
+    @property
+    def learning_passes(self) -> int:
+        """Passes that learn phi (none when it is frozen: theta serves only phi's lookahead)."""
+        return self.cfg.epochs if self.cfg.learn_phi else 0
 
 
 class HostCPSelector(SelectionMethod):
@@ -154,10 +159,10 @@ class HostCPSelector(SelectionMethod):
         t0 = time.perf_counter()
         run, flags = self._setup(task, reporter)
         times = {"setup": time.perf_counter() - t0}  # seconds by step, kept in the run info
-        for ep in range(run.cfg.epochs):
+        for ep in range(run.learning_passes):
             _online_pass(run, ep, learning=True)
         times["learning"] = time.perf_counter() - t0 - sum(times.values())
-        online = _online_pass(run, run.cfg.epochs, learning=False)
+        online = _online_pass(run, run.learning_passes, learning=False)
         times["online"] = time.perf_counter() - t0 - sum(times.values())
         score = (run.u_sum + run.open_count) / (2.0 * np.maximum(run.seen, 1))  # how often, how strongly
         chosen, rank, swaps = _read_out(run)
@@ -172,6 +177,8 @@ class HostCPSelector(SelectionMethod):
             "swaps": swaps,
             "n_flagged": flags["n_flagged"],
             "flag_source": flags["source"],
+            "learning_passes": run.learning_passes,
+            "phi": "learned from the validation set" if run.cfg.learn_phi else LEARN_PHI_NOTE,
             "learn_points": len(run.learn_points),
             "score_points": len(run.score_points),
             "val_loss_first": run.val_losses[0] if run.val_losses else None,
@@ -206,7 +213,7 @@ class HostCPSelector(SelectionMethod):
                                                                              cfg.scale.score_sample))
         run = _Run(
             task=task, cfg=cfg, env=make_env(pass_data), learner=Learner(model=model, theta=theta),
-            allowed=allowed, rng=rng, reporter=reporter, n_passes=cfg.epochs + 1,
+            allowed=allowed, rng=rng, reporter=reporter, n_passes=(cfg.epochs if cfg.learn_phi else 0) + 1,
             learn_points=learn_points, score_points=score_points,
         )
         if self._executor is not None:

@@ -16,7 +16,7 @@ from core.selection import HostCPConfig, HostCPSelector
 from core.valuation import SelectionTask
 from tests.cluster.faults import CancelAfter, kill_one_worker_during, no_task_left_running
 
-CFG = HostCPConfig(epochs=1, swap_passes=1, scale={"swap_batches": 20})
+CFG = HostCPConfig(epochs=1, swap_passes=1, learn_phi=True, scale={"swap_batches": 20})
 
 
 def _task(seed: int, n: int = 900) -> tuple[SelectionTask, np.ndarray, np.ndarray]:
@@ -59,7 +59,7 @@ def test_two_shards_on_the_cluster_are_the_two_shards_run_here(task, ray_executo
 
 
 def test_a_worker_killed_mid_round_is_retried_and_the_subset_is_unchanged(task, ray_executor):
-    cfg = HostCPConfig(epochs=3, swap_passes=0)  # long enough online passes to be hit
+    cfg = HostCPConfig(epochs=3, swap_passes=0, learn_phi=True)  # long enough online passes to be hit
     here = HostCPSelector(cfg).distribute(LocalExecutor(), shards=2, exchange_every=4).fit(task).result
     selector = HostCPSelector(cfg).distribute(ray_executor, shards=2, exchange_every=4)
     result, killed = kill_one_worker_during(lambda: selector.fit(task).result)
@@ -69,8 +69,8 @@ def test_a_worker_killed_mid_round_is_retried_and_the_subset_is_unchanged(task, 
 
 def test_cancel_stops_a_sharded_selection_and_its_tasks(task, ray_executor):
     reporter = CancelAfter(2)
-    selector = HostCPSelector(HostCPConfig(epochs=3, swap_passes=0)).distribute(ray_executor, shards=2,
-                                                                               exchange_every=1)
+    cfg = HostCPConfig(epochs=3, swap_passes=0, learn_phi=True)
+    selector = HostCPSelector(cfg).distribute(ray_executor, shards=2, exchange_every=1)
     with pytest.raises(JobCancelled):
         selector.fit(task, reporter=reporter)
     assert reporter.reports < 10  # 4 passes of 2 shards x 2 rounds: stopped in the first ones

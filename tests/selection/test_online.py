@@ -44,7 +44,7 @@ def task() -> SelectionTask:
                          budget=0.1, seed=5, flagged=flip & (rng.random(700) < 0.8), suspect=flip * 0.8 + 0.1)
 
 
-CFG = HostCPConfig(epochs=1, swap_passes=1, scale={"swap_batches": 20})
+CFG = HostCPConfig(epochs=1, swap_passes=1, learn_phi=True, scale={"swap_batches": 20})
 
 
 def _fit(task, selector):

@@ -154,9 +154,13 @@ def test_reports_progress_and_can_be_cancelled():
                 raise JobCancelled()
 
     rec = Rec(10**6)
-    get_method("hostcp", **FAST).fit(task, reporter=rec)
-    assert any("epoch 1/2" in m for _, _, m in rec.events)
+    get_method("hostcp", **FAST, learn_phi=True).fit(task, reporter=rec)
+    assert any("epoch 1/2" in m for _, _, m in rec.events)  # one learning pass, then the read-out
     assert rec.events[-1][1] == pytest.approx(1.0)
+    frozen = Rec(10**6)
+    get_method("hostcp", **FAST).fit(task, reporter=frozen)  # phi frozen (default): the read-out pass only
+    assert any("epoch 1/1 (read-out)" in m for _, _, m in frozen.events)
+    assert not any("epoch 1/2" in m for _, _, m in frozen.events)
     with pytest.raises(JobCancelled):
         get_method("hostcp", **FAST).fit(task, reporter=Rec(3))
 
