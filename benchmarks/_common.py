@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 
 from core.data.demos import flip_labels
 
-__all__ = ["BenchData", "digits_data", "markdown", "mixture_data", "with_flags"]
+__all__ = ["BenchData", "digits_data", "markdown", "mixture_data", "nonlinear_data", "with_flags"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,18 @@ def mixture_data(noise: float = 0.0) -> BenchData:
         means = np.stack([np.cos(ang), np.sin(ang)], 1) * 2.0
         x = means[y] + rng.normal(size=(n, 2)) * np.array([1.0, 0.5])
     return _split(x, y, c, noise, f"mixture noise={noise:.0%}")
+
+
+def nonlinear_data(noise: float = 0.0, n: int = 3000, seed: int = 0) -> BenchData:
+    """``core.data.demos.nonlinear_classes``: 10 classes in 40-d no linear model separates.
+
+    The generator lives in ``core.data.demos`` (beside ``flip_labels``) so that the engine's
+    tests, the mislabel benchmark and the value-curve benchmarks draw the same points.
+    """
+    from core.data.demos import nonlinear_classes
+
+    x, y = nonlinear_classes(n, seed=seed)
+    return _split(x.astype(np.float64), y, 10, noise, f"nonlinear noise={noise:.0%}", seed=seed)
 
 
 def with_flags(d: BenchData, seed: int = 0) -> BenchData:

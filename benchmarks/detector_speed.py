@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python benchmarks/detector_speed.py                        # 20k, 100k, 1M points
     .venv/bin/python benchmarks/detector_speed.py --sizes 20000 --parts oof
     .venv/bin/python benchmarks/detector_speed.py --sizes 100000 --spread 0.25 --uncapped
+    .venv/bin/python benchmarks/detector_speed.py --sizes 20000,100000 --parts oof --oof-models logistic,auto
 
 Data: a 10-class Gaussian mixture in 64-d (class centres ``N(0, spread^2)``, unit
 noise; ``spread=2`` is the mixture of ``benchmarks/cli_speed.py``, easy to
@@ -18,7 +19,9 @@ signals, cleanlab's ``find_label_issues``); ``--parts oof`` runs only the
 out-of-fold models and cleanlab on their probabilities (without the kNN part,
 which ``core.mislabel.signals`` owns). ``--uncapped`` trains each fold's model on
 all the other folds' rows (what the detector did before ``oof_max_rows``), to
-compare time and quality against the capped default in the same run.
+compare time and quality against the capped default in the same run. ``--oof-models
+logistic,auto`` runs each size with the logistic model alone and with the default blend of
+logistic regression and trees (``core.mislabel.trees``), to show what the trees cost.
 AUROC is of the detector's score (``--parts all``) or of ``1 - p[y]`` (``oof``)
 against the flipped points; F1 of the flags.
 """
@@ -88,7 +91,7 @@ class _Parts:
         setattr(module, name, timed)
 
 
-def _child(n: int, parts: str, spread: float, uncapped: bool, seed: int) -> dict:
+def _child(n: int, parts: str, spread: float, uncapped: bool, seed: int, model: str = "auto") -> dict:
     from sklearn.metrics import f1_score, roc_auc_score
 
     import core.mislabel.detector as det
@@ -107,19 +110,20 @@ def _child(n: int, parts: str, spread: float, uncapped: bool, seed: int) -> dict
         for name in ("knn_label_distribution", "representation_cost", "reverse_knn_disagreement"):
             timer.wrap(det, name, "kNN signals")
         timer.wrap(det, "cleanlab_issues", "cleanlab")
-        res = detect_mislabels(x, y, n_classes=10, seed=seed, config=DetectorConfig(oof_max_rows=cap))
+        cfg = DetectorConfig(oof_max_rows=cap, oof_model=model)
+        res = detect_mislabels(x, y, n_classes=10, seed=seed, config=cfg)
         score, flags = res.score, res.flagged
     else:
         xx, yy = validate_inputs(x, y, 10, 5)
         t1 = time.perf_counter()
-        proba = compute_oof(xx, yy, 10, 5, seed, max_fit_rows=cap)
+        proba = compute_oof(xx, yy, 10, 5, seed, max_fit_rows=cap, model=model)
         t2 = time.perf_counter()
         flags = cleanlab_issues(yy, proba)
         timer.seconds = {"out-of-fold models": t2 - t1, "cleanlab": time.perf_counter() - t2}
         score = 1.0 - proba[np.arange(n), yy]
     total = time.perf_counter() - t0
     return {
-        "points": n, "oof rows/fold": "all" if cap is None else f"<= {cap:,}",
+        "points": n, "oof model": model, "oof rows/fold": "all" if cap is None else f"<= {cap:,}",
         **{k: round(v, 2) for k, v in timer.seconds.items()},
         "other": round(total - sum(timer.seconds.values()), 2), "total s": round(total, 2),
         "RSS before GB": round(rss_data, 2),
@@ -136,17 +140,22 @@ def main() -> None:
     ap.add_argument("--spread", type=float, default=2.0, help="scale of the class centres (2: easy)")
     ap.add_argument("--uncapped", action="store_true", help="also run with every fold's model on all rows")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--oof-models", default="auto",
+                    help="out-of-fold models to run, comma-separated: auto (the default), logistic")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--no-cap", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(_child(args.child, args.parts, args.spread, args.no_cap, args.seed)))
+        print(json.dumps(_child(args.child, args.parts, args.spread, args.no_cap, args.seed,
+                                args.oof_models)))
         return
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        for no_cap in ((False, True) if args.uncapped else (False,)):
+        for no_cap, model in ((c, m) for c in ((False, True) if args.uncapped else (False,))
+                              for m in args.oof_models.split(",")):
             cmd = [sys.executable, __file__, "--child", str(n), "--parts", args.parts,
-                   "--spread", str(args.spread), "--seed", str(args.seed)] + (["--no-cap"] if no_cap else [])
+                   "--spread", str(args.spread), "--seed", str(args.seed),
+                   "--oof-models", model] + (["--no-cap"] if no_cap else [])
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise SystemExit(proc.stderr)

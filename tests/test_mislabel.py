@@ -285,7 +285,7 @@ def test_the_cap_changes_nothing_below_it_and_little_above(noisy_digits):
 def test_the_detector_passes_its_cap_to_the_fold_models(small):
     x, y, _ = small
     res = detect_mislabels(x, y, n_classes=5, config=DetectorConfig(oof_max_rows=100))
-    proba = out_of_fold_proba(x, y, n_classes=5, max_fit_rows=100)
+    proba = out_of_fold_proba(x, y, n_classes=5, max_fit_rows=100, model="auto")
     np.testing.assert_allclose(res.signals["self_confidence"], 1 - proba[np.arange(len(y)), y])
 
 

@@ -9,8 +9,12 @@ lets a point vote for itself):
    standardised embeddings, stratified K folds, so the model that scores a
    point never saw its label; above ``DetectorConfig.oof_max_rows`` training
    rows a fold's model is fit on a weighted stratified sample of them, which
-   keeps a million points to about half a minute). This is cleanlab's default
-   label quality score.
+   keeps a million points to about half a minute). By default
+   (``oof_model="auto"``) they are blended with the probabilities of extremely
+   randomised trees on the same folds (:mod:`core.mislabel.trees`), with the
+   trees' weight chosen by held-out log-loss on the first fold: this is what
+   follows classes that are unions of clusters or concentric shells. This is
+   cleanlab's default label quality score.
 2. ``knn``: share of the ``k`` nearest neighbours (embedding, Euclidean,
    self excluded by index) whose label differs from ``y_i``.
 3. ``representation``: HOST-CP's cost of representing ``i`` under a
@@ -21,15 +25,21 @@ lets a point vote for itself):
 4. ``reverse_knn``: among the points that have ``i`` as one of their
    neighbours, the share with another label (shrunk towards ``knn`` when few).
 
-``score`` is the plain mean of the four. Measured on digits pixels and the
-2-D mixture with 10 and 30 percent flipped labels (``benchmarks/mislabel.py``,
-notes in its docstring), the mean beat each signal alone, a rank average,
-cleanlab alone, Data-OOB and KNN-Shapley in AUROC; adding Data-OOB as a fifth
-signal helped digits slightly and hurt the mixture, so it is left out.
+``score`` is the mean of the four, the three neighbourhood signals weighted by
+their *trust* ``min(1, acc_knn / acc_model) ** 4`` (:func:`~core.mislabel.detector.neighbour_trust`:
+how often the kNN vote and the out-of-fold model predict the given labels, both
+without seeing the point). Where neighbours are as good as the model (digits,
+the mixture) the trust is 1 and the score is the plain mean, which there beat
+each signal alone, a rank average, cleanlab alone, Data-OOB and KNN-Shapley in
+AUROC; where irrelevant coordinates drown Euclidean neighbours
+(:func:`core.data.demos.nonlinear_classes`) the trust is about 0.03-0.1 and the
+out-of-fold signal carries the score. Adding Data-OOB as a fifth signal helped
+digits slightly and hurt the mixture, so it is left out.
 
 How many points are flagged comes from an *estimate of the noise rate*:
 cleanlab's ``find_label_issues`` (confident learning, prune by noise rate)
-run on the blended posterior ``(p_i + knn label distribution) / 2``; the
+run on the blended posterior ``(1 - t/2) p_i + (t/2) knn label distribution``
+(``t`` the trust); the
 highest-scoring ``round(noise_rate * N)`` points are flagged, i.e.
 ``threshold`` is the score of the last of them. A user ``threshold``
 overrides it (``flagged = score >= threshold``).

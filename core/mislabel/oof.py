@@ -10,6 +10,14 @@ linear model of ``D x C`` weights gains nothing measurable from 800,000 rows ove
 would have taken most of the 30 minutes a million points are given). Below the
 cap every fold's model sees all the other folds' rows, as before.
 
+With ``model="auto"`` (the detector's default) a second, non-linear model runs on the
+same folds: extremely randomised trees (:mod:`core.mislabel.trees`, at most
+:data:`~core.mislabel.trees.TREE_MAX_FIT_ROWS` rows a fold). The probabilities are
+``(1 - w) p_logistic + w p_trees`` with ``w`` from :data:`TREE_WEIGHTS`, chosen like
+``C``: by held-out log-loss of the given labels on the first fold (never by anything
+that knows which labels are wrong). Where the classes are linear ``w`` is small or 0,
+and at ``w = 0`` the trees are fit on the first fold only.
+
 Each fit is a piece of work for a :class:`~core.cluster.Executor` (``executor=``): in
 this process by default, or one Ray task per fit on a cluster. Folds and row samples
 are drawn before any fit, so both give the same probabilities for a seed.
@@ -23,14 +31,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.errors import ConfigError, DataError
+from core.errors import ConfigError
+from core.mislabel.inputs import _is_int, validate_inputs, validate_pred_probs
 
 if TYPE_CHECKING:
     from core.cluster import Executor
 
 __all__ = [
     "MAX_FIT_ROWS",
+    "OOF_MODELS",
+    "TREE_WEIGHTS",
     "cleanlab_flags",
+    "check_model",
     "cleanlab_issues",
     "fit_rows",
     "out_of_fold_proba",
@@ -51,88 +63,14 @@ C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0)
 MAX_FIT_ROWS: int | None = 50_000
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+#: Out-of-fold models: ``"logistic"`` alone, or ``"auto"``: logistic and trees blended by ``w``.
+OOF_MODELS = ("logistic", "auto")
 
+#: Weights ``w`` of the trees' probabilities tried by ``model="auto"``; the first of equal
+#: held-out losses wins, so a tie keeps the logistic model alone.
+TREE_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
-def validate_inputs(
-    features: np.ndarray, labels: np.ndarray, n_classes: int, folds: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check shapes, label range and options.
-
-    Returns:
-        ``(N, D)`` float64 features and ``(N,)`` int64 labels.
-
-    Raises:
-        TypeError: ``n_classes`` or ``folds`` is not an int.
-        ConfigError: ``n_classes`` < 2 or ``folds`` < 2.
-        DataError: wrong shapes, labels out of range, one class only, NaN/inf features.
-    """
-    if not _is_int(n_classes):
-        raise TypeError(f"n_classes must be an int; got {type(n_classes).__name__}.")
-    if not _is_int(folds):
-        raise TypeError(f"folds must be an int; got {type(folds).__name__}.")
-    if n_classes < 2:
-        raise ConfigError(f"n_classes must be at least 2; got {n_classes}.")
-    if folds < 2:
-        raise ConfigError(
-            f"folds must be at least 2 (each point is scored by a model that did not see it); "
-            f"got {folds}."
-        )
-    x = np.asarray(features)
-    y = np.asarray(labels)
-    if x.ndim != 2:
-        raise DataError(f"features must be a 2-D (N, D) array; got shape {x.shape}.")
-    if y.ndim != 1 or len(y) != len(x):
-        raise DataError(
-            f"labels must be a 1-D array with one label per row of features ({len(x)} rows); "
-            f"got shape {y.shape}."
-        )
-    if len(x) < 4:
-        raise DataError(f"Mislabel detection needs at least 4 examples; got {len(x)}.")
-    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise DataError(f"features must be real numbers; got dtype {x.dtype}.")
-    if not np.issubdtype(y.dtype, np.integer):
-        whole = np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y))
-        if not (whole and np.all(y == np.round(y))):
-            raise DataError(f"labels must be integer class indices; got dtype {y.dtype}.")
-    y = y.astype(np.int64)
-    if y.min() < 0 or y.max() >= n_classes:
-        raise DataError(
-            f"labels must lie in [0, {n_classes - 1}] for n_classes={n_classes}; got values "
-            f"from {y.min()} to {y.max()}. Pass the number of classes as n_classes."
-        )
-    if len(np.unique(y)) < 2:
-        raise DataError(
-            "Only one class is present; mislabel detection needs examples of at least two classes."
-        )
-    x = x.astype(np.float64)
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise DataError(
-            f"features contain NaN or infinite values in {len(bad)} rows (first: "
-            f"{bad[:5].tolist()}). Drop or impute those rows first."
-        )
-    return x, y
-
-
-def validate_pred_probs(pred_probs: np.ndarray, n: int, n_classes: int) -> np.ndarray:
-    """Check a user-supplied ``(N, C)`` probability matrix; return it as float64."""
-    p = np.asarray(pred_probs, dtype=np.float64)
-    if p.shape != (n, n_classes):
-        raise DataError(
-            f"pred_probs must have shape (N, n_classes) = ({n}, {n_classes}); got {p.shape}."
-        )
-    if not np.isfinite(p).all() or p.min() < 0:
-        raise DataError("pred_probs must be finite and non-negative.")
-    sums = p.sum(1)
-    if np.abs(sums - 1).max() > 1e-3:
-        raise DataError(
-            f"pred_probs rows must sum to 1 (out-of-fold probabilities); got row sums from "
-            f"{sums.min():.4f} to {sums.max():.4f}."
-        )
-    return p / sums[:, None]
+_TREES = "trees"  # the model slot of a piece that fits the forest instead of a logistic C
 
 
 def _logreg(x_tr: np.ndarray, y_tr: np.ndarray, c: float, seed: int, weight: np.ndarray | None = None):
@@ -199,14 +137,16 @@ def fit_rows(
 
 
 def _fold_pieces(
-    y: np.ndarray, n_classes: int, folds: int, seed: int, max_fit_rows: int | None
+    y: np.ndarray, n_classes: int, folds: int, seed: int, max_fit_rows: int | None,
+    stream: int = 0,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """Each fold's ``(fit rows, held-out rows, sample weights)``.
 
     The row samples are drawn here, fold after fold from one generator, so that where the
-    fits then run (this process or a cluster) cannot change them.
+    fits then run (this process or a cluster) cannot change them. ``stream`` 0 is the
+    logistic model's generator (as it always was), 1 the trees'; the folds are the same.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if stream == 0 else [seed, stream])
     pieces = []
     for tr, te in _splits(y, n_classes, folds, seed):
         pick, weight = fit_rows(y[tr], n_classes, max_fit_rows, rng)
@@ -215,13 +155,18 @@ def _fold_pieces(
 
 
 def _fold_proba(shared: dict, piece: tuple) -> np.ndarray:
-    """One fold's work: fit on its rows with inverse regularisation ``c``, predict its held-out rows.
+    """One fold's work: fit on its rows with inverse regularisation ``c`` (or the trees, when ``c``
+    is ``"trees"``), predict its held-out rows.
 
     A piece of :func:`compute_oof` for an :class:`~core.cluster.Executor` (a Ray worker
     imports it by name); ``shared`` holds the validated features and labels.
     """
     tr, te, weight, c = piece
     x, y = shared["x"], shared["y"]
+    if c == _TREES:
+        from core.mislabel.trees import tree_proba
+
+        return tree_proba(x[tr], y[tr], x[te], shared["n_classes"], shared["seed"], weight)
     x_tr, x_te = _standardise(x[tr], x[te])
     return _predict(_logreg(x_tr, y[tr], c, shared["seed"], weight), x_te, shared["n_classes"])
 
@@ -229,17 +174,25 @@ def _fold_proba(shared: dict, piece: tuple) -> np.ndarray:
 def compute_oof(
     x: np.ndarray, y: np.ndarray, n_classes: int, folds: int, seed: int,
     *, max_fit_rows: int | None = MAX_FIT_ROWS, executor: Executor | None = None,
+    model: str = "logistic",
 ) -> np.ndarray:
     """Out-of-fold probabilities on validated input (see :func:`out_of_fold_proba`).
 
     Two rounds of pieces on ``executor``: the first fold with two classes fit with every
-    :data:`C_GRID` value (the held-out log-loss picks one), then every other fold with that
-    value. The features go to the executor once; each piece is one fit and one prediction.
+    :data:`C_GRID` value (and, for ``model="auto"``, with the trees); its held-out log-loss
+    picks ``C`` (and the trees' weight ``w``); then every other fold with those (the
+    trees only where ``w > 0``, the logistic model only where ``w < 1``). The features go
+    to the executor once; each piece is one fit and one prediction.
     """
     from core.cluster import LocalExecutor
+    from core.mislabel.trees import TREE_MAX_FIT_ROWS
 
     executor = executor or LocalExecutor()
     pieces = _fold_pieces(y, n_classes, folds, seed, max_fit_rows)
+    trees = model == "auto"
+    if trees:
+        cap = TREE_MAX_FIT_ROWS if max_fit_rows is None else min(max_fit_rows, TREE_MAX_FIT_ROWS)
+        tree_pieces = _fold_pieces(y, n_classes, folds, seed, cap, stream=1)
     proba = np.zeros((len(y), n_classes))
     fit = []  # positions in `pieces` of the folds whose training rows hold two classes or more
     for i, (tr, te, _) in enumerate(pieces):
@@ -251,20 +204,33 @@ def compute_oof(
     if fit:
         shared = executor.put({"x": x, "y": y, "seed": seed, "n_classes": n_classes})
         tr0, te0, w0 = pieces[fit[0]]
-        grid = executor.map(_fold_proba, [(tr0, te0, w0, c) for c in C_GRID], shared=shared,
-                            stage="out-of-fold models", label=lambda p: f"first fold, C={p[3]}")
+        first = [(tr0, te0, w0, c) for c in C_GRID]
+        if trees:
+            first.append((*tree_pieces[fit[0]], _TREES))
+        grid = executor.map(_fold_proba, first, shared=shared, stage="out-of-fold models",
+                            label=lambda p: f"first fold, {'C=' if p[3] != _TREES else ''}{p[3]}")
+
+        def loss(p: np.ndarray) -> float:
+            return float(-np.log(np.clip(p[np.arange(len(te0)), y[te0]], 1e-12, None)).mean())
+
         best = None  # (held-out log-loss, C, probabilities); the first of equal losses wins
-        for c, p in zip(C_GRID, grid, strict=True):
-            loss = -np.log(np.clip(p[np.arange(len(te0)), y[te0]], 1e-12, None)).mean()
-            if best is None or loss < best[0]:
-                best = (loss, c, p)
-        _, chosen_c, proba[te0] = best
-        logger.debug("out-of-fold model: logistic regression with C=%s", chosen_c)
-        rest = [(*pieces[i], chosen_c) for i in fit[1:]]
-        for (_, te, _, _), p in zip(rest, executor.map(
-                _fold_proba, rest, shared=shared, stage="out-of-fold models",
-                label=lambda p: f"fold of {len(p[1])} rows"), strict=True):
-            proba[te] = p
+        for c, p in zip(C_GRID, grid, strict=False):
+            if best is None or loss(p) < best[0]:
+                best = (loss(p), c, p)
+        _, chosen_c, p_lin = best
+        w = 0.0
+        if trees:
+            p_tree = grid[-1]
+            w = min(TREE_WEIGHTS, key=lambda v: (loss((1 - v) * p_lin + v * p_tree), TREE_WEIGHTS.index(v)))
+            p_lin = (1 - w) * p_lin + w * p_tree
+        proba[te0] = p_lin
+        logger.debug("out-of-fold model: logistic regression with C=%s, trees' weight %s", chosen_c, w)
+        rest = [(*pieces[i], chosen_c) for i in fit[1:]] if w < 1 else []
+        rest += [(*tree_pieces[i], _TREES) for i in fit[1:]] if w > 0 else []
+        outputs = executor.map(_fold_proba, rest, shared=shared, stage="out-of-fold models",
+                               label=lambda p: f"fold of {len(p[1])} rows") if rest else []
+        for (_, te, _, c), p in zip(rest, outputs, strict=True):
+            proba[te] += (w if c == _TREES else 1 - w) * p
     proba = np.clip(proba, 1e-9, None)
     return proba / proba.sum(1, keepdims=True)
 
@@ -272,6 +238,7 @@ def compute_oof(
 def out_of_fold_proba(
     features: np.ndarray, labels: np.ndarray, *, n_classes: int, folds: int = 5, seed: int = 0,
     max_fit_rows: int | None = MAX_FIT_ROWS, executor: Executor | None = None,
+    model: str = "logistic",
 ) -> np.ndarray:
     """Class probabilities of each point from a model that never saw that point.
 
@@ -293,13 +260,23 @@ def out_of_fold_proba(
         executor: Where the folds' fits run (:mod:`core.cluster`), one piece per fit;
             ``None``: one after another in this process. The same seed gives the same
             probabilities either way.
+        model: ``"logistic"``, or ``"auto"``: blended with extremely randomised trees by a
+            weight chosen on the first fold (module docstring; the detector's default).
 
     Returns:
         ``(N, n_classes)`` float64, rows sum to 1.
     """
     x, y = validate_inputs(features, labels, n_classes, folds)
     _check_max_fit_rows(max_fit_rows)
-    return compute_oof(x, y, n_classes, folds, seed, max_fit_rows=max_fit_rows, executor=executor)
+    check_model(model)
+    return compute_oof(x, y, n_classes, folds, seed, max_fit_rows=max_fit_rows, executor=executor,
+                       model=model)
+
+
+def check_model(value: object) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of :data:`OOF_MODELS`."""
+    if value not in OOF_MODELS:
+        raise ConfigError(f"model must be one of {', '.join(OOF_MODELS)}; got {value!r}.")
 
 
 def _check_max_fit_rows(value: object) -> None:
