@@ -61,6 +61,11 @@ class SelectionSpec:
             raise ConfigError(f"The budget is a fraction in (0, 1]; got {self.budget}.")
         if isinstance(self.shards, bool) or not isinstance(self.shards, int) or self.shards < 1:
             raise ConfigError(f"shards must be a positive integer; got {self.shards!r}.")
+        if self.shards > 1:  # before any work: a job would find out only after embedding and detection
+            from core.valuation import get_method
+
+            if not hasattr(get_method(self.method), "distribute"):
+                raise ConfigError(f"Only HOST-CP runs in shards; {self.method!r} does not (use shards=1).")
 
 
 def import_dataset(
@@ -265,9 +270,7 @@ def run_selection(
         device=str(resolve_device(spec.device)),
     )
     method = get_method(spec.method, **spec.config)
-    if spec.shards > 1:
-        if not hasattr(method, "distribute"):
-            raise ConfigError(f"Only HOST-CP runs in shards; {spec.method!r} does not (use shards=1).")
+    if spec.shards > 1:  # SelectionSpec checked that the method has shards
         from core.cluster import LocalExecutor
 
         method.distribute(executor or LocalExecutor(), shards=spec.shards)

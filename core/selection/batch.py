@@ -60,13 +60,6 @@ class BatchInputs:
             out += [self.onehot, self.quota]
         return out
 
-    def detach(self) -> None:
-        """Cut the graph to phi (a forward-only or theta-only step)."""
-        for name in ("dn", "do", "cost", "ub", "budget", "onehot", "quota"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, value.detach())
-
 
 def batch_inputs(
     model: SelectionModel,

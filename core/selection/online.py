@@ -41,7 +41,7 @@ from core.selection.readout import respect_quota
 
 __all__ = [
     "Learner", "PassData", "PassEnv", "Shard", "TORCH_THREADS", "VAL_BATCH", "advance", "make_env",
-    "merge_learners", "n_groups", "plan_shards", "shard_round",
+    "merge_learners", "n_groups", "plan_shards", "shard_round", "solver_calls",
 ]
 
 #: Validation points per lookahead loss, a fresh random sample each step (all of them when the
@@ -92,7 +92,7 @@ class Shard:
     quota_left: np.ndarray  # (C,) picks still allowed per class
     left: np.ndarray  # (C,) allowed points per class not reached yet
     rng: np.random.Generator  # its draws (validation samples)
-    learning: bool
+    learning: bool  # a pass that learns phi (the selector runs one only with learn_phi)
     next_group: int = 0
     n_opened: int = 0
     # what the last round did, for the driver to merge (positions in ``order``, global indices)
@@ -101,9 +101,14 @@ class Shard:
     done_opened: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
+def solver_calls(n_points: int, batch_size: int, solve_group: int) -> int:
+    """Solver calls a pass over ``n_points`` takes (``solve_group`` batches of ``batch_size`` a call)."""
+    return math.ceil(math.ceil(n_points / batch_size) / solve_group)
+
+
 def n_groups(shard: Shard, batch_size: int, solve_group: int) -> int:
     """Solver calls a whole pass of this shard takes."""
-    return math.ceil(math.ceil(len(shard.order) / batch_size) / solve_group)
+    return solver_calls(len(shard.order), batch_size, solve_group)
 
 
 def plan_shards(
@@ -139,8 +144,8 @@ class PassEnv:
     layer: SelectionLayer
 
 
-def make_env(pd: PassData, layer: SelectionLayer | None = None) -> PassEnv:
-    """Tensors of ``pd`` on its device and the convex layer (``layer``: one already built here)."""
+def make_env(pd: PassData) -> PassEnv:
+    """Tensors of ``pd`` on its device and the convex layer."""
     dev = torch.device(pd.device)
     cfg = pd.cfg
     with warnings.catch_warnings():  # a Ray worker's arrays are read-only views of the object store
@@ -152,9 +157,8 @@ def make_env(pd: PassData, layer: SelectionLayer | None = None) -> PassEnv:
             "flagged_np": pd.flagged,
         }
         xv, yv = torch.as_tensor(pd.x_val, device=dev), torch.as_tensor(pd.y_val, device=dev)
-    if layer is None:
-        layer = SelectionLayer(pd.batch_size, cfg.n_existing, gamma=cfg.gamma,
-                               n_classes=pd.n_classes if cfg.class_quotas else 0, solver=cfg.solver)
+    layer = SelectionLayer(pd.batch_size, cfg.n_existing, gamma=cfg.gamma,
+                           n_classes=pd.n_classes if cfg.class_quotas else 0, solver=cfg.solver)
     return PassEnv(pd=pd, data=data, xv=xv, yv=yv, layer=layer)
 
 
@@ -166,7 +170,8 @@ def advance(
 
     ``existing`` is the pass's set when the round starts (sorted global indices, this
     shard's own openings included); what the shard opens joins it at once. ``learner``
-    is updated in place in a learning pass (theta after every batch, phi once per call).
+    is updated in place in a learning pass (theta after every batch, phi once per call);
+    a read-out pass only solves, with phi fixed.
     ``on_group(done, total)`` is called after every solver call (progress, Cancel).
     """
     pd, layer = env.pd, env.layer
@@ -174,7 +179,7 @@ def advance(
     order = shard.order
     n_batches = math.ceil(len(order) / n)
     group_size = cfg.scale.solve_group
-    total = math.ceil(n_batches / group_size)
+    total = n_groups(shard, n, group_size)
     stop = total if max_groups is None else min(total, shard.next_group + max_groups)
     selected = np.zeros(len(y_np), dtype=bool)
     selected[existing] = True
@@ -182,7 +187,7 @@ def advance(
     u_done = np.zeros(max(min(stop * group_size * n, len(order)) - p_first, 0))
     opened_all: list[np.ndarray] = []
     opt = None
-    if shard.learning and cfg.learn_phi:
+    if shard.learning:
         opt = torch.optim.Adam(learner.model.parameters(), lr=cfg.lr_phi)
         if learner.opt_state is not None:
             opt.load_state_dict(learner.opt_state)
@@ -194,12 +199,11 @@ def advance(
         g0 = g * group_size
         snapshot = np.flatnonzero(selected)  # one snapshot for the whole group
         k_left = max(shard.k - shard.n_opened, 0)
-        do_phi = shard.learning and cfg.learn_phi  # phi once per solver call
         group: list[BatchInputs] = []
         parts = [order[b * n:(b + 1) * n] for b in range(g0, min(g0 + group_size, n_batches))]
         # the read-out pass (phi fixed): features once a pass, distances to the set once a group
         dists = [None] * len(parts) if feats is None else nearest_existing(feats, parts, snapshot, layer.m)
-        with torch.set_grad_enabled(do_phi):
+        with torch.set_grad_enabled(shard.learning):  # phi's gradient flows through every distance
             for idx, d_near in zip(parts, dists, strict=True):
                 here = np.bincount(y_np[idx][pd.allowed[idx]], minlength=pd.n_classes)
                 bud = min(float(here.sum()), k_left * here.sum() / max(shard.left.sum(), 1))
@@ -207,12 +211,9 @@ def advance(
                 shard.left -= here
                 group.append(batch_inputs(learner.model, layer, env.data, idx, snapshot, bud, quota, cfg,
                                           feats=feats, near=d_near))
-            if shard.learning and not do_phi:
-                for batch in group:
-                    batch.detach()
             sols = solve(layer, group)
-        if shard.learning:
-            _learn(env, shard.rng, learner, opt, group, sols, do_phi)
+        if opt is not None:
+            _learn(env, shard.rng, learner, opt, group, sols)
         pos = g0 * n - p_first
         for batch, (zn, u) in zip(group, sols, strict=True):
             u_np = u.detach().cpu().double().numpy()
@@ -236,8 +237,8 @@ def advance(
     shard.next_group = stop
 
 
-def _learn(env: PassEnv, rng: np.random.Generator, learner: Learner, opt: torch.optim.Optimizer | None,
-           group: list[BatchInputs], sols: list, do_phi: bool) -> None:
+def _learn(env: PassEnv, rng: np.random.Generator, learner: Learner, opt: torch.optim.Optimizer,
+           group: list[BatchInputs], sols: list) -> None:
     """Steps 3-5 for a solved group: phi on the mean lookahead loss, theta batch after batch."""
     cfg, dev = env.pd.cfg, env.xv.device
     losses = []
@@ -248,10 +249,9 @@ def _learn(env: PassEnv, rng: np.random.Generator, learner: Learner, opt: torch.
             val_loss, _ = lookahead_val_loss(learner.theta, batch, u, env.data, env.xv[vi], env.yv[vi],
                                              cfg.lr_theta)
             losses.append(val_loss)
-        if do_phi and opt is not None:
-            opt.zero_grad()
-            torch.stack(losses).mean().backward()
-            opt.step()
+        opt.zero_grad()
+        torch.stack(losses).mean().backward()
+        opt.step()
         for batch, (_, u) in zip(group, sols, strict=True):  # step 5, batch after batch
             theta_step(learner.theta, batch, u, env.data, cfg.lr_theta)
     learner.val_losses += [float(v.detach()) for v in losses]

@@ -48,6 +48,7 @@ from core.selection.online import (
     n_groups,
     plan_shards,
     shard_round,
+    solver_calls,
 )
 from core.selection.readout import greedy_start, swap_pass
 from core.valuation.base import SelectionMethod, SelectionTask, SelectOutput
@@ -74,7 +75,6 @@ class _Run:
     allowed: np.ndarray
     rng: np.random.Generator
     reporter: Reporter
-    n_passes: int  # learning passes + the read-out pass
     learn_points: np.ndarray  # the points the learning passes see
     score_points: np.ndarray  # the points the online read-out pass scores
     executor: Executor | None = None  # where shard rounds run (None: one shard, here)
@@ -107,9 +107,19 @@ class _Run:
 
     @property
     def total_work(self) -> int:
-        calls = [math.ceil(math.ceil(len(p) / self.layer.n) / self.cfg.scale.solve_group)
+        calls = [solver_calls(len(p), self.layer.n, self.cfg.scale.solve_group)
                  for p in (self.learn_points, self.score_points)]
         return max(self.learning_passes * calls[0] + calls[1], 1)
+
+    @property
+    def n_passes(self) -> int:
+        """Learning passes + the read-out pass."""
+        return self.learning_passes + 1
+
+    @property
+    def online_share(self) -> float:
+        """Share of the progress bar for the online passes (the swap passes, if any, get the rest)."""
+        return _ONLINE_SHARE if self.cfg.swap_passes else 1.0
 
     @property
     def learning_passes(self) -> int:
@@ -213,8 +223,7 @@ class HostCPSelector(SelectionMethod):
                                                                              cfg.scale.score_sample))
         run = _Run(
             task=task, cfg=cfg, env=make_env(pass_data), learner=Learner(model=model, theta=theta),
-            allowed=allowed, rng=rng, reporter=reporter, n_passes=(cfg.epochs if cfg.learn_phi else 0) + 1,
-            learn_points=learn_points, score_points=score_points,
+            allowed=allowed, rng=rng, reporter=reporter, learn_points=learn_points, score_points=score_points,
         )
         if self._executor is not None:
             run.executor, run.shards, run.exchange_every = self._executor, self._shards, self._exchange_every
@@ -260,7 +269,7 @@ def _online_pass(run: _Run, ep: int, *, learning: bool) -> np.ndarray:
         group_size = run.cfg.scale.solve_group
         calls = sum(min(run.exchange_every, n_groups(sh, run.layer.n, group_size) - sh.next_group)
                     for sh in shards)
-        share = _ONLINE_SHARE if run.cfg.swap_passes else 1.0
+        share = run.online_share
         span = SubReporter(run.reporter, share * run.work_done / run.total_work,
                            share * min(run.work_done + calls, run.total_work) / run.total_work)
         out = run.executor.map(shard_round, items, shared=run.shared, reporter=span, stage="selection",
@@ -301,8 +310,7 @@ def _payload(shard: Shard | None, learner: Learner, learning: bool) -> int:
 
 
 def _report(run: _Run, message: str) -> None:
-    share = _ONLINE_SHARE if run.cfg.swap_passes else 1.0
-    run.reporter.report("selection", share * min(run.work_done / run.total_work, 1.0), message)
+    run.reporter.report("selection", run.online_share * min(run.work_done / run.total_work, 1.0), message)
 
 
 def _read_out(run: _Run) -> tuple[np.ndarray, np.ndarray, list[int]]:
