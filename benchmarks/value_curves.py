@@ -7,7 +7,9 @@ Usage::
     .venv/bin/python benchmarks/value_curves.py --ablate        # HOST-CP variants (validation-tuned)
 
 Digits: standardised pixels, train labels flipped at 0/10/30 percent (val and test clean).
-Mixture: the 2-D Gaussian mixture demo (clean and 10 percent flipped). Flags and
+Mixture: the 2-D Gaussian mixture demo (clean and 10 percent flipped). Non-linear
+(``--datasets nonlinear0,nonlinear10,nonlinear30``, not in the default set):
+``core.data.demos.nonlinear_classes``, 10 classes in 40-d that no linear model separates. Flags and
 suspect scores come from ``core.mislabel.detect_mislabels`` on the train split and
 are given to every method (random and the top-k baselines ignore them).
 """
@@ -24,7 +26,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import digits_data, mixture_data, with_flags  # noqa: E402
+from benchmarks._common import digits_data, mixture_data, nonlinear_data, with_flags  # noqa: E402
 from core.evaluate import DEFAULT_BUDGETS, value_curve  # noqa: E402
 
 METHODS = ("hostcp", "random", "clean_random", "kcenter", "facility_location", "knn_shapley", "data_oob")
@@ -39,7 +41,7 @@ ABLATIONS = {
     "learned_phi": {"learn_phi": True},
     "frozen_phi": {"learn_phi": False},  # the default now; kept so older commands still run
     "no_swaps": {"swap_passes": 0},
-    "no_labels_no_cost": {"use_labels": False, "learn_cost": False},
+    "no_cost": {"learn_cost": False},  # the label embedding is no longer optional (it starts at 0)
     "no_exclude": {"exclude_flagged": False},
     "gamma_0.2": {"gamma": 0.2},
     "batch_16": {"batch_size": 16},
@@ -89,6 +91,8 @@ def main() -> None:
         "digits0": lambda: digits_data(0.0), "digits10": lambda: digits_data(0.1),
         "digits30": lambda: digits_data(0.3), "mixture0": lambda: mixture_data(0.0),
         "mixture10": lambda: mixture_data(0.1),
+        "nonlinear0": lambda: nonlinear_data(0.0), "nonlinear10": lambda: nonlinear_data(0.1),
+        "nonlinear30": lambda: nonlinear_data(0.3),
     }
     names = ["digits30"] if args.quick else args.datasets.split(",")
     seeds = 1 if args.quick else args.seeds

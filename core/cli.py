@@ -233,6 +233,8 @@ def cmd_select(args: argparse.Namespace) -> int:
         f"{int(table['flagged'].sum())} rows flagged as likely mislabelled; wrote {out / 'selection.csv'} "
         f"(dataset {did}, run {run.id} in {store.path})",
     )
+    if run.info.get("shift_detected"):  # the subset represents the validation set, not the pool
+        print(f"target: {run.info['target']}")
     return EXIT_OK
 
 

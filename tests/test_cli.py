@@ -99,6 +99,22 @@ def test_select_with_a_validation_file_makes_every_row_a_candidate(small_csv, tm
     assert len(sel) == 180 and sel["value"].notna().all() and sel["selected"].sum() == 36
 
 
+def test_select_represents_a_validation_file_whose_classes_differ_from_the_pool(small_csv, tmp_path, capsys):
+    df = pd.read_csv(small_csv)
+    rows = {c: np.flatnonzero(df["label"] == c) for c in ("ant", "bee", "cat")}
+    pool = np.r_[rows["ant"][:60], rows["bee"][:15], rows["cat"][:15]]  # two thirds ants
+    val = np.r_[rows["ant"][60:], rows["bee"][15:], rows["cat"][15:]]  # mostly bees and cats
+    data, val_path, out = tmp_path / "data.csv", tmp_path / "val.csv", tmp_path / "out"
+    df.iloc[pool].to_csv(data, index=False)
+    df.iloc[val].to_csv(val_path, index=False)
+    assert main(["select", str(data), "--val", str(val_path), "--out", str(out), "--budget", "0.2",
+                 "--set", "epochs=1"]) == 0
+    assert "target: shift detected between pool and validation set" in capsys.readouterr().out
+    sel = _selection(out)
+    chosen = pd.read_csv(data)["label"][sel["selected"] == 1]
+    assert len(chosen) == 18 and (chosen == "ant").sum() <= 6  # by the pool's shares it would be 12
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -167,6 +167,8 @@ with services.engine_errors("Showing the run"):
         help="Likely mislabelled examples inside the subset.",
     )
     m[3].metric("Flagged overall", int(flagged.sum()))
+    if run.info.get("shift_detected"):  # HOST-CP found the pool unlike the validation set
+        st.info(f"**Target:** {run.info['target']}.", icon=":material/target:")
     if not at_run_budget:
         st.info(
             f"Preview at **{budget_pct}%** from the stored values of run #{run.id} "

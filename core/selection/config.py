@@ -11,7 +11,7 @@ from typing import Any, get_type_hints
 from core.errors import ConfigError
 from core.selection.layer import DEFAULT_SOLVER, SOLVERS
 
-__all__ = ["HostCPConfig", "LEARN_PHI_NOTE", "ScaleConfig"]
+__all__ = ["HostCPConfig", "LEARN_PHI_NOTE", "TARGETS", "ScaleConfig"]
 
 #: Why phi is not learned by default, for the run's info (issue 11: a default is on only where the
 #: tuning folds show it helps). Learning phi through the convex layer was within noise of phi frozen
@@ -22,6 +22,11 @@ __all__ = ["HostCPConfig", "LEARN_PHI_NOTE", "ScaleConfig"]
 LEARN_PHI_NOTE = ("phi frozen at the encoder's metric (learn_phi=false, the default): learning it was within "
                   "noise of frozen on every benchmark measured and took half the run; set learn_phi=true to "
                   "learn it from the validation set")
+
+#: ``HostCPConfig.target``: whom the read-out represents (:mod:`core.selection.target`). "auto" (the
+#: default): the validation set's distribution when a test finds the pool shifted from it, else the
+#: pool; "on": always the validation set's; "off": always the pool (HOST-CP before issue 11 part 2).
+TARGETS = ("auto", "on", "off")
 
 _WORDS = {bool: "true or false (bool)", int: "an integer (int)", float: "a number (float)", str: "text (str)"}
 
@@ -97,7 +102,6 @@ class HostCPConfig:
     n_existing: int = 8  # m nearest existing points per incoming point (Do columns)
     gamma: float = 0.05  # weight of the quadratic term; > 0 or the layer's gradient is zero
     proj_dim: int = 32  # dimension of the f_phi space where distances are measured (starts at PCA axes)
-    use_labels: bool = True  # f_phi(x, y): a learned label embedding (starting at 0) is added to W x
     learn_cost: bool = True  # learned opening cost c_phi(y, quality) in the objective
     learn_phi: bool = False  # learn phi by the validation lookahead (off by default: LEARN_PHI_NOTE)
     lr_phi: float = 0.01  # Adam step size of phi
@@ -105,6 +109,7 @@ class HostCPConfig:
     exclude_flagged: bool = True  # flagged suspects may not be opened (ub = 0), still represented
     class_quotas: bool = True  # per-class quotas: counts proportional to class sizes
     swap_passes: int = 2  # read-out passes that re-decide each cluster against the rest of the set
+    target: str = "auto"  # represent the validation set's distribution: "auto" (if shifted), "on", "off"
     solver: str = DEFAULT_SOLVER  # backend of the convex layer (core.selection.layer.SOLVERS)
     scale: ScaleConfig = field(default_factory=ScaleConfig)  # how much of a large pool a run looks at
 
@@ -128,6 +133,8 @@ class HostCPConfig:
             )
         if self.gamma <= 0:
             raise ConfigError(f"HostCPConfig.gamma must be > 0 (0 gives zero gradients); got {self.gamma}.")
+        if self.target not in TARGETS:
+            raise ConfigError(f"HostCPConfig.target must be one of {TARGETS}; got {self.target!r}.")
         if self.solver not in SOLVERS:
             raise ConfigError(f"HostCPConfig.solver must be one of {SOLVERS}; got {self.solver!r}.")
 

@@ -30,16 +30,12 @@ class SelectionModel(torch.nn.Module):
         self.label_emb = torch.nn.Parameter(torch.zeros(n_classes, p))  # starts label-blind
         self.cost_q = torch.nn.Parameter(torch.zeros(()))
         self.cost_y = torch.nn.Parameter(torch.zeros(n_classes))
-        self.use_labels = config.use_labels
         self.learn_cost = config.learn_cost
         self.cost_scale = COST_SCALE
 
     def features(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(B, p)`` points in f_phi space."""
-        f = x @ self.proj
-        if self.use_labels:
-            f = f + self.label_emb[y]
-        return f
+        return x @ self.proj + self.label_emb[y]  # E starts at 0: label-blind until phi learns
 
     def cost(self, y: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """``(B,)`` opening cost (constant when ``learn_cost`` is off)."""
@@ -75,7 +71,8 @@ def initial_model(x_train: np.ndarray, n_classes: int, cfg: HostCPConfig, seed: 
 
     A random projection at the start lost on the tuning folds (it distorts distances on
     low-dimensional data; README, "How the read-out was chosen"). The label embedding
-    starts at zero and is learned (``use_labels``); a non-zero start was a setting from
+    starts at zero and is learned with phi (it was optional, ``use_labels``, until the
+    target setting took its place among the 15); a non-zero start was a setting from
     the first version on that no benchmark ever chose.
     """
     gen = torch.Generator().manual_seed(int(seed))

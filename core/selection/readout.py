@@ -26,9 +26,14 @@ __all__ = ["greedy_start", "swap_pass", "respect_quota"]
 
 def greedy_start(
     model: SelectionModel, data: dict[str, torch.Tensor], y: np.ndarray, allowed: np.ndarray, k: int,
-    ncls: int, rng: np.random.Generator,
+    ncls: int, rng: np.random.Generator, *, weights: np.ndarray | None = None,
+    shares: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy facility location per class in f_phi space among the allowed points.
+
+    ``weights`` (how much each point counts as one to be represented) and ``shares``
+    (class shares of the quotas) come from a detected shift (:mod:`core.selection.target`);
+    ``None``: points count alike and quotas follow class sizes.
 
     Returns:
         ``(chosen (N,) bool with k True, rank (N,) in [0, 1]: 1 for the first pick, 0 if not picked)``.
@@ -38,8 +43,8 @@ def greedy_start(
 
     with torch.no_grad():
         feats = model.features(data["x"], data["y"]).cpu().numpy()
-    quotas = stratified_quotas(y, k, ncls, allowed=allowed)
-    chosen, fl = facility_location_per_class(feats, y, quotas, allowed=allowed, rng=rng)
+    quotas = stratified_quotas(y, k, ncls, allowed=allowed, shares=shares)
+    chosen, fl = facility_location_per_class(feats, y, quotas, allowed=allowed, rng=rng, weights=weights)
     rank = np.where(chosen, fl - 1.0, 0.0)
     short = k - int(chosen.sum())
     if short > 0:  # sampled classes or too few allowed points: allowed ones first
@@ -51,6 +56,7 @@ def swap_pass(
     model: SelectionModel, layer: SelectionLayer, data: dict[str, torch.Tensor], chosen: np.ndarray,
     y: np.ndarray, cfg: HostCPConfig, rng: np.random.Generator, reporter: Reporter,
     *, span: tuple[float, float] = (1.0, 1.0), label: str = "swap pass", cache: dict | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """One swap pass (``core.selection.refine``): same size and class counts, a better cover.
 
@@ -59,6 +65,8 @@ def swap_pass(
     sees the set as it was before the group (a Jacobi step of the block descent).
     ``cache`` (one dict for the passes of one read-out, where phi is fixed) keeps the
     kNN graph of the points from pass to pass: above 5,000 points it is built once.
+    ``weights`` (``(N,)``, a detected shift's) scale each point's cost of being represented,
+    inside its batch problem and outside it; ``None``: points count alike.
 
     Returns:
         ``(chosen (N,) bool, number of points swapped in)``.
@@ -71,7 +79,9 @@ def swap_pass(
         cache = {} if cache is None else cache
         near = NearestChosen(feats, chosen, knn_graph=cache.get("knn_graph"))
         cache["knn_graph"] = near.knn_graph
-        weights = torch.ones(len(y), dtype=feats.dtype, device=feats.device)  # rows count alike
+        rows_weighted = weights is not None
+        weights = (torch.ones(len(y), dtype=feats.dtype, device=feats.device) if weights is None  # alike
+                   else torch.as_tensor(weights, dtype=feats.dtype, device=feats.device))
         changed = 0
         batches = cluster_batches(near, layer.n, rng)
         group_size, most = cfg.scale.solve_group, cfg.scale.swap_batches
@@ -92,6 +102,10 @@ def swap_pass(
                 batch = batch_inputs(model, layer, data, idx, existing, float(limit), quota, cfg,
                                      feats=feats, near=d_near)
                 r = batch.r
+                if rows_weighted:  # row i of [Dn Do] is the cost of representing point i
+                    w_rows = weights[torch.as_tensor(idx, device=feats.device)].to(batch.dn.dtype)[:, None]
+                    batch.dn[:r] = batch.dn[:r] * w_rows
+                    batch.do[:r] = batch.do[:r] * w_rows
                 # a point with no chosen point outside the batch is charged a missing Do column
                 gain = outside_gain(near, idx, weights, MISSING_COST * batch.scale, unit=batch.scale)
                 batch.cost[:r] = batch.cost[:r] - gain.to(batch.cost.dtype)

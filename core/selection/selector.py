@@ -11,7 +11,10 @@ A run is four steps (:meth:`HostCPSelector._run`):
 3. an online read-out pass over every point (at most ``scale.score_sample``), which scores
    each point by how often and how strongly it was opened;
 4. the set at the budget (:mod:`core.selection.readout`): per-class greedy
-   facility location in f_phi space, then swap passes through the layer.
+   facility location in f_phi space, then swap passes through the layer. When the
+   pool is shifted from the validation set (:mod:`core.selection.target`, checked in
+   step 1), the set represents the validation set's distribution: quotas by its class
+   shares, and each point's cost of being represented weighted by its density ratio.
 
 Steps 2 and 3 are online passes (:mod:`core.selection.online`); given a cluster
 (:meth:`HostCPSelector.distribute`) they run as shards on its workers, exchanging
@@ -51,6 +54,7 @@ from core.selection.online import (
     solver_calls,
 )
 from core.selection.readout import greedy_start, swap_pass
+from core.selection.target import TargetShift, detect_shift, no_shift
 from core.valuation.base import SelectionMethod, SelectionTask, SelectOutput
 
 if TYPE_CHECKING:
@@ -76,6 +80,7 @@ class _Run:
     rng: np.random.Generator
     reporter: Reporter
     learn_points: np.ndarray  # the points the learning passes see
+    shift: TargetShift  # pool against validation set: whom the read-out represents
     score_points: np.ndarray  # the points the online read-out pass scores
     executor: Executor | None = None  # where shard rounds run (None: one shard, here)
     shards: int = 1
@@ -185,6 +190,7 @@ class HostCPSelector(SelectionMethod):
             "pass_selected": int(online.sum()),
             "adjusted": task.k - int(online.sum()),
             "swaps": swaps,
+            **run.shift.info(),
             "n_flagged": flags["n_flagged"],
             "flag_source": flags["source"],
             "learning_passes": run.learning_passes,
@@ -221,9 +227,13 @@ class HostCPSelector(SelectionMethod):
         )
         learn_points, score_points = (_sample(task.n, size, rng) for size in (cfg.scale.learn_sample,
                                                                              cfg.scale.score_sample))
+        shift = no_shift() if cfg.target == "off" else detect_shift(
+            task.x_train, task.y_train, task.x_val, task.y_val, ncls, allowed=allowed, seed=task.seed,
+            force=cfg.target == "on")
         run = _Run(
             task=task, cfg=cfg, env=make_env(pass_data), learner=Learner(model=model, theta=theta),
-            allowed=allowed, rng=rng, reporter=reporter, learn_points=learn_points, score_points=score_points,
+            allowed=allowed, rng=rng, reporter=reporter, learn_points=learn_points, shift=shift,
+            score_points=score_points,
         )
         if self._executor is not None:
             run.executor, run.shards, run.exchange_every = self._executor, self._shards, self._exchange_every
@@ -321,14 +331,14 @@ def _read_out(run: _Run) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """
     task, cfg = run.task, run.cfg
     chosen, rank = greedy_start(run.model, run.data, task.y_train, run.allowed, task.k, task.n_classes,
-                                run.rng)
+                                run.rng, weights=run.shift.weights, shares=run.shift.shares)
     swaps, cache = [], {}
     for sp in range(cfg.swap_passes):
         span = (_ONLINE_SHARE + (1 - _ONLINE_SHARE) * sp / cfg.swap_passes,
                 _ONLINE_SHARE + (1 - _ONLINE_SHARE) * (sp + 1) / cfg.swap_passes)
         chosen, changed = swap_pass(run.model, run.layer, run.data, chosen, task.y_train, cfg, run.rng,
                                     run.reporter, span=span, label=f"swap pass {sp + 1}/{cfg.swap_passes}",
-                                    cache=cache)
+                                    cache=cache, weights=run.shift.weights)
         swaps.append(changed)
         if changed == 0:
             break

@@ -287,17 +287,20 @@ def top_k_mask(scores: np.ndarray, k: int, *, allowed: np.ndarray | None = None)
 
 
 def stratified_quotas(
-    labels: np.ndarray, k: int, n_classes: int, *, allowed: np.ndarray | None = None
+    labels: np.ndarray, k: int, n_classes: int, *, allowed: np.ndarray | None = None,
+    shares: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``(C,)`` per-class counts summing to ``k``, proportional to class sizes.
+    """``(C,)`` per-class counts summing to ``k``, proportional to class sizes (or to ``shares``).
 
-    Proportions come from all candidates (the label distribution); counts are
-    capped by the allowed points of each class and the rest is moved to classes
-    with room (largest remainders first).
+    Proportions come from all candidates (the label distribution), or from ``shares``
+    (``(C,)``, e.g. a target's class shares); counts are capped by the allowed points of
+    each class and the rest is moved to classes with room (largest remainders first).
     """
     labels = np.asarray(labels)
     allowed = np.ones(len(labels), dtype=bool) if allowed is None else allowed
     sizes = np.bincount(labels, minlength=n_classes).astype(float)
+    if shares is not None:
+        sizes = np.asarray(shares, dtype=float)
     room = np.bincount(labels[allowed], minlength=n_classes)
     if room.sum() < k:  # not enough allowed points: every class takes all of its allowed ones
         room = np.bincount(labels, minlength=n_classes)

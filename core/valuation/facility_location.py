@@ -52,11 +52,12 @@ GRAPH_MIN, GRAPH_MAX = 10, 64
 
 
 def facility_location_greedy(
-    x: np.ndarray, k: int, *, power: float = 1.0
+    x: np.ndarray, k: int, *, power: float = 1.0, weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy maximisation of ``sum_i max_{j in S} s(i, j)``, ``s = d_max - d`` (``d`` euclidean
+    """Greedy maximisation of ``sum_i w_i max_{j in S} s(i, j)``, ``s = d_max - d`` (``d`` euclidean
     raised to ``power``: 1 is k-median; larger powers weigh far, poorly covered points more).
-    Towards k-center as the power grows.
+    Towards k-center as the power grows. ``weights`` (``(n,)``, >= 0; ``None``: all 1) say how
+    much each point counts as one to be represented (a target's density ratio).
 
     Exact greedy, vectorised with torch over all candidates per step (O(n^2) per pick);
     callers run it per class to keep ``n`` small.
@@ -73,6 +74,8 @@ def facility_location_greedy(
     if power != 1.0:
         d = d.pow(power)
     sim = d.max() - d
+    if weights is not None:  # w_i >= 0 scales row i: max_j w_i s(i, j) = w_i max_j s(i, j)
+        sim = sim * torch.as_tensor(np.asarray(weights), dtype=sim.dtype)[:, None]
     cur = torch.zeros(n)
     chosen = torch.zeros(n, dtype=torch.bool)
     order, gains = [], []
@@ -100,6 +103,7 @@ def graph_neighbours(n: int, k: int) -> int:
 
 def facility_location_sparse(
     x: np.ndarray, k: int, *, power: float = 1.0, n_neighbors: int | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy facility location on a kNN graph (module docstring): memory ``O(n m)``.
 
@@ -108,6 +112,7 @@ def facility_location_sparse(
         k: Picks.
         power: Distances enter raised to this power (as in :func:`facility_location_greedy`).
         n_neighbors: ``m``, neighbours per point; ``None``: :func:`graph_neighbours`.
+        weights: ``(n,)`` how much each point counts (>= 0), as in :func:`facility_location_greedy`.
 
     Returns:
         ``(order (k,) indices in pick order, gains (k,) marginal gain of each pick)``, gains
@@ -120,6 +125,8 @@ def facility_location_sparse(
     if n == 1:
         return np.zeros(1, dtype=int), np.zeros(1)
     nbr, sim = _graph(np.asarray(x), n_neighbors or graph_neighbours(n, k), power)
+    if weights is not None:
+        sim = sim * np.asarray(weights, dtype=np.float64)[:, None]
     return _sparse_greedy(nbr, sim, k)
 
 
@@ -185,6 +192,7 @@ def facility_location_per_class(
     reporter: Reporter | None = None,
     sparse: bool | None = None,
     n_neighbors: int | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy facility location inside each class, ``quotas[c]`` picks from class ``c``.
 
@@ -196,6 +204,7 @@ def facility_location_per_class(
     Args:
         sparse: ``None`` by class size, ``True`` / ``False`` sparse / dense for every class.
         n_neighbors: Neighbours per point of the sparse graph (``None``: by the budget).
+        weights: ``(N,)`` how much each point counts as one to be represented (``None``: alike).
 
     Returns:
         ``(selected (N,) bool, scores (N,))``; scores rank picks inside a class by
@@ -214,11 +223,13 @@ def facility_location_per_class(
             continue
         if _use_sparse(sparse, len(members)):
             order, _ = facility_location_sparse(x[members], int(quotas[c]), power=power,
-                                                n_neighbors=n_neighbors)
+                                                n_neighbors=n_neighbors,
+                                                weights=None if weights is None else weights[members])
         else:
             if len(members) > max_class:
                 members = np.sort(rng.choice(members, max_class, replace=False))
-            order, _ = facility_location_greedy(x[members], int(quotas[c]), power=power)
+            order, _ = facility_location_greedy(x[members], int(quotas[c]), power=power,
+                                                weights=None if weights is None else weights[members])
         selected[members[order]] = True
         scores[members[order]] = 1.0 + (len(order) - np.arange(len(order))) / len(order)
         if reporter is not None:

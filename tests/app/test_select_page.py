@@ -121,3 +121,15 @@ def test_cancel_stops_a_running_job(project):
         assert runner.wait(job_id, timeout=10).status == "cancelled"
     finally:
         release.set()
+
+
+def test_a_run_that_found_a_shift_says_whom_the_subset_represents(project):
+    store, did = project
+    run = store.latest_run(did)
+    assert not any("Target:" in i.value for i in open_page("select").info)  # the fixture's run: no shift
+    note = "shift detected between pool and validation set (neighbour AUROC 0.800): the set represents ..."
+    store.add_run(did, method=run.method, budget=run.budget, seed=run.seed, settings=run.settings,
+                  selected=run.selected, value=run.value,
+                  info={**run.info, "shift_detected": True, "target": note})
+    at = open_page("select")
+    assert any(i.value == f"**Target:** {note}." for i in at.info)

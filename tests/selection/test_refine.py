@@ -83,7 +83,7 @@ def test_swap_pass_keeps_class_counts_and_lowers_the_cost_of_a_bad_start():
     for b in range(6):
         m = np.flatnonzero(blob == b)
         chosen[m[np.argmax(np.linalg.norm(x[m] - centres[b], axis=1))]] = True
-    cfg = HostCPConfig(batch_size=16, n_existing=4, proj_dim=2, use_labels=False, exclude_flagged=False,
+    cfg = HostCPConfig(batch_size=16, n_existing=4, proj_dim=2, exclude_flagged=False,
                        learn_cost=False)
     model = SelectionModel(2, 2, cfg, torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -1,0 +1,203 @@
+"""The user's target, seen through the validation set: is the pool shifted from it, and by how much.
+
+HOST-CP's value is defined by a clean validation set. Where that set is drawn like the
+pool (a held-out share of the same file), covering the pool is covering the target and
+the read-out needs nothing more. Where it is not (a scraped pool and a small clean
+in-domain set, the common case in curation), the subset should represent the target:
+
+- **class prior**: the class quotas follow the validation set's class shares instead of
+  the pool's class sizes;
+- **covariates**: each pool point counts, as a point to be represented, with its density
+  ratio ``p_target(x) / p_pool(x)``, estimated by its ``k`` nearest neighbours among pool
+  and validation points together (a neighbour-count domain classifier: it sees clusters,
+  regions and near-duplicates that a linear one misses), plus the mass of the validation
+  points whose nearest pool point of their class it is (so target points far from any
+  dense pool region still pull the set towards them).
+
+Both are switched on only when a test says the pool and the validation set differ:
+a chi-square test of the validation labels against the pool's class shares, and a
+permutation test of the neighbour classifier's AUROC (labels of "pool" and "validation"
+shuffled over the same neighbour graph). Without a detected shift the run is the one it
+was before (rows count alike, quotas by class sizes), so data drawn from one
+distribution loses nothing. Measured on ``benchmarks/shift.py`` (README, "Under
+distribution shift").
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SHIFT_ALPHA", "TargetShift", "detect_shift", "no_shift"]
+
+logger = logging.getLogger(__name__)
+
+#: A shift is declared below this p-value (of either test). Both tests are run on every
+#: task, so the false-alarm rate on unshifted data is at most about twice this.
+SHIFT_ALPHA = 0.01
+#: Neighbours of the domain classifier: enough that a validation share of 10-20 percent
+#: gives a few validation neighbours per point, few enough to see a cluster of 30 points.
+NEIGHBOURS = 30
+#: Permutations of the AUROC test (the smallest p-value it can give is 1 / (this + 1)).
+PERMUTATIONS = 200
+#: The AUROC test runs on at most this many pool points (all validation points take part).
+TEST_SAMPLE = 20_000
+#: Share of the objective held by the validation points themselves (their mass, moved onto their
+#: nearest pool points); the rest is the pool reweighted by its density ratio.
+VAL_SHARE = 0.5
+#: Weights are clipped to this multiple of their mean: a handful of points must not own the objective.
+MAX_WEIGHT = 20.0
+
+
+@dataclass(frozen=True)
+class TargetShift:
+    """What the validation set says about the pool, and what the read-out makes of it."""
+
+    detected: bool
+    weights: np.ndarray | None  # (N,) row weights of the pool (mean 1); None when no shift
+    shares: np.ndarray | None  # (C,) validation class shares for the quotas; None when no shift
+    auroc: float  # the neighbour classifier's AUROC, validation against pool (0.5: alike)
+    p_covariate: float  # permutation p-value of that AUROC
+    p_prior: float  # chi-square p-value of the validation labels against the pool's class shares
+
+    @property
+    def note(self) -> str:
+        """One line for the run's info: what was found and what the read-out did."""
+        if np.isnan(self.auroc):
+            return "target=off: the set represents the pool (pool and validation set not compared)"
+        found = (f"neighbour AUROC {self.auroc:.3f} (p={self.p_covariate:.3g}), class prior "
+                 f"p={self.p_prior:.3g}")
+        if not self.detected:
+            return f"no shift between pool and validation set ({found}): the set represents the pool"
+        return (f"shift detected between pool and validation set ({found}): the set represents the "
+                "validation set's distribution (quotas by its class shares, points weighted by "
+                "density ratio)")
+
+    def info(self) -> dict:
+        """The run-info fields."""
+        def num(v: float) -> float | None:  # JSON has no NaN: an unchecked value is null
+            return None if np.isnan(v) else round(float(v), 6)
+
+        return {"target": self.note, "shift_detected": self.detected, "shift_auroc": num(self.auroc),
+                "shift_p_covariate": num(self.p_covariate), "shift_p_prior": num(self.p_prior)}
+
+
+def no_shift() -> TargetShift:
+    """The answer when the check is off (``HostCPConfig.target="off"``)."""
+    return TargetShift(False, None, None, float("nan"), float("nan"), float("nan"))
+
+
+def detect_shift(
+    x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, n_classes: int, *,
+    allowed: np.ndarray | None = None, seed: int = 0, force: bool = False,
+) -> TargetShift:
+    """Test whether the pool ``(x, y)`` and the validation set differ; weights and shares if so.
+
+    Args:
+        x, y: ``(N, D)`` pool embeddings and given labels (possibly noisy).
+        x_val, y_val: ``(M, D)`` clean validation embeddings and labels.
+        n_classes: Number of classes.
+        allowed: ``(N,)`` the points that may be chosen; a validation point's mass goes to the
+            nearest of them in its class (``None``: every point).
+        seed: Seed of the permutations and of the test's pool sample.
+        force: Weights and shares even when no test fires (``target="on"``).
+    """
+    from scipy.stats import chisquare
+
+    rng = np.random.default_rng(seed)
+    n, m = len(y), len(y_val)
+    pool_counts = np.bincount(y, minlength=n_classes).astype(float)
+    val_counts = np.bincount(y_val, minlength=n_classes).astype(float)
+    present = pool_counts > 0
+    if present.sum() > 1 and m > 0:
+        expected = pool_counts[present] / pool_counts[present].sum() * val_counts[present].sum()
+        p_prior = float(chisquare(val_counts[present], expected).pvalue)
+        if val_counts[~present].sum() > 0:  # the target has classes the pool lacks
+            p_prior = 0.0
+    else:
+        p_prior = 1.0
+    k = max(1, min(NEIGHBOURS, n + m - 1))
+    idx = _neighbours(x, x_val, k)  # (N + M, k) indices into [pool; val]
+    src = np.r_[np.zeros(n, dtype=bool), np.ones(m, dtype=bool)]
+    auroc, p_cov = _auroc_test(idx, src, rng)
+    detected = min(p_prior, p_cov) < SHIFT_ALPHA
+    if not (detected or force):
+        return TargetShift(False, None, None, auroc, p_cov, p_prior)
+    v = src[idx[:n]].sum(axis=1).astype(float)  # validation neighbours of each pool point
+    # k pseudo-neighbours at the base rate, as many as the real ones: a ratio read off a few
+    # neighbours is shrunk halfway to 1 (a sharper estimate, a fifth of them, was no better)
+    prior_v, prior_p = k * m / (n + m), k * n / (n + m)
+    ratio = (v + prior_v) / (k - v + prior_p) * (n / max(m, 1))
+    allowed = np.ones(n, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
+    weights = _attach(ratio, x, y, x_val, y_val, n_classes, allowed)
+    weights = np.minimum(weights / weights.mean(), MAX_WEIGHT)
+    shares = val_counts / max(val_counts.sum(), 1.0)
+    return TargetShift(detected, weights / weights.mean(), shares, auroc, p_cov, p_prior)
+
+
+def _neighbours(x: np.ndarray, x_val: np.ndarray, k: int) -> np.ndarray:
+    from core.knn import knn
+
+    both = np.concatenate([np.asarray(x, dtype=np.float32), np.asarray(x_val, dtype=np.float32)])
+    _, idx = knn(both, k)
+    return np.asarray(idx)
+
+
+def _auroc_test(idx: np.ndarray, src: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """AUROC of "validation neighbours among k" for validation against pool, and its permutation p-value.
+
+    The neighbour graph stays fixed and the labels are shuffled, so the null distribution
+    carries the graph's own structure (duplicates, hubs). At most :data:`TEST_SAMPLE` pool
+    rows are scored; every row's neighbours still count.
+    """
+    n_val = int(src.sum())
+    if n_val == 0 or n_val == len(src):
+        return 0.5, 1.0
+    rows = np.arange(len(src))
+    pool_rows = rows[~src]
+    if len(pool_rows) > TEST_SAMPLE:
+        rows = np.r_[np.sort(rng.choice(pool_rows, TEST_SAMPLE, replace=False)), rows[src]]
+    observed = _auc(src[idx[rows]].sum(axis=1), src[rows])
+    null = np.empty(PERMUTATIONS)
+    for t in range(PERMUTATIONS):
+        perm = rng.permutation(src)
+        null[t] = _auc(perm[idx[rows]].sum(axis=1), perm[rows])
+    p = float((1 + np.sum(null >= observed)) / (PERMUTATIONS + 1))
+    return float(observed), p
+
+
+def _auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Mann-Whitney AUROC with ties counted half (integer scores: many ties)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(score)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / max(n_pos * n_neg, 1))
+
+
+def _attach(
+    ratio: np.ndarray, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, n_classes: int,
+    allowed: np.ndarray,
+) -> np.ndarray:
+    """Density-ratio weights plus each validation point's share of its class mass on its nearest pool point.
+
+    A validation point of class ``c`` adds ``sum_{i in c} ratio_i / M_c`` (its class's
+    weighted pool mass over the class's ``M_c`` validation points) to the nearest pool point
+    given label ``c``: half the objective is the pool reweighted, half the validation set
+    itself, both in the pool's units.
+    """
+    from core.knn import knn
+
+    w = ratio.astype(np.float64).copy()
+    for c in range(n_classes):
+        members, targets = np.flatnonzero((y == c) & allowed), np.flatnonzero(y_val == c)
+        if len(members) == 0 or len(targets) == 0:
+            continue
+        _, near = knn(np.asarray(x[members], dtype=np.float32), 1,
+                      queries=np.asarray(x_val[targets], dtype=np.float32))
+        mass = VAL_SHARE / (1.0 - VAL_SHARE) * ratio[y == c].sum() / len(targets)
+        np.add.at(w, members[np.asarray(near)[:, 0]], mass)
+    return w

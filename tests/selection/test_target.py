@@ -1,0 +1,123 @@
+"""The target check (core.selection.target) and the read-out that represents the target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError
+from core.selection.config import HostCPConfig
+from core.selection.target import detect_shift
+from core.valuation import SelectionTask, get_method
+from core.valuation.base import stratified_quotas
+from core.valuation.facility_location import (
+    facility_location_greedy,
+    facility_location_per_class,
+    facility_location_sparse,
+)
+
+FAST = {"epochs": 1, "batch_size": 16, "n_existing": 4, "proj_dim": 8}
+
+
+def _blobs(
+    centres: np.ndarray, n_per: np.ndarray, seed: int, classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n_per[j]`` points around ``centres[j]``, labelled ``classes[j]``."""
+    rng = np.random.default_rng(seed)
+    pairs = zip(centres, n_per, strict=True)
+    x = np.concatenate([c + rng.normal(size=(k, centres.shape[1])) for c, k in pairs])
+    y = np.concatenate([np.full(k, c) for c, k in zip(classes, n_per, strict=True)])
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+# two classes, two styles each (blobs 0, 1 of class 0; blobs 2, 3 of class 1), 8-d
+CENTRES = np.array([[6, 0, 0, 0, 0, 0, 0, 0], [0, 6, 0, 0, 0, 0, 0, 0], [-6, 0, 0, 0, 0, 0, 0, 0],
+                    [0, -6, 0, 0, 0, 0, 0, 0]], dtype=float)
+CLASSES = np.array([0, 0, 1, 1])
+
+
+def test_a_validation_set_drawn_like_the_pool_is_not_a_shift():
+    x, y = _blobs(CENTRES, np.array([150, 150, 150, 150]), 0, CLASSES)
+    xv, yv = _blobs(CENTRES, np.array([40, 40, 40, 40]), 1, CLASSES)
+    found = [detect_shift(x, y, xv, yv, 2, seed=s) for s in range(3)]
+    assert not any(f.detected for f in found)
+    assert all(f.weights is None and f.shares is None for f in found)
+    assert all(f.p_covariate > 0.05 and f.p_prior > 0.05 for f in found)
+    assert "no shift" in found[0].note
+
+
+def test_off_target_styles_get_low_weights_and_are_reported():
+    # the pool has all four styles; the target only styles 0 and 2 (one of each class)
+    x, y = _blobs(CENTRES, np.array([150, 150, 150, 150]), 0, CLASSES)
+    xv, yv = _blobs(CENTRES, np.array([60, 0, 60, 0]), 1, CLASSES)
+    shift = detect_shift(x, y, xv, yv, 2, seed=0)
+    assert shift.detected and shift.p_covariate < 0.01 and shift.auroc > 0.7
+    on = np.isin(np.repeat(np.arange(4), 150), [0, 2])
+    assert shift.weights.mean() == pytest.approx(1.0)
+    assert shift.weights[on].mean() > 5 * shift.weights[~on].mean()
+    assert "shift detected" in shift.note and shift.info()["shift_detected"] is True
+
+
+def test_a_skewed_class_prior_sets_the_shares_from_the_validation_set():
+    x, y = _blobs(CENTRES, np.array([270, 270, 30, 30]), 0, CLASSES)  # 90 % class 0
+    xv, yv = _blobs(CENTRES, np.array([40, 40, 40, 40]), 1, CLASSES)  # balanced
+    shift = detect_shift(x, y, xv, yv, 2, seed=0)
+    assert shift.detected and shift.p_prior < 1e-6
+    np.testing.assert_allclose(shift.shares, [0.5, 0.5])
+    q = stratified_quotas(y, 40, 2, shares=shift.shares)
+    np.testing.assert_array_equal(q, [20, 20])
+    np.testing.assert_array_equal(stratified_quotas(y, 40, 2), [36, 4])  # without: by class sizes
+    forced = detect_shift(x, y, x, y, 2, seed=0, force=True)  # target="on": weights even without a shift
+    assert not forced.detected and forced.weights is not None
+
+
+def test_weighted_facility_location_matches_the_unweighted_one_at_unit_weights_and_follows_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 4)).astype(np.float32)
+    for greedy in (facility_location_greedy, facility_location_sparse):
+        plain, _ = greedy(x, 10)
+        ones, _ = greedy(x, 10, weights=np.ones(120))
+        np.testing.assert_array_equal(plain, ones)
+    x, y = _blobs(CENTRES[:2], np.array([60, 60]), 0, np.array([0, 0]))
+    w = np.r_[np.zeros(60), np.ones(60)]  # only the second blob counts
+    for sparse in (False, True):
+        chosen, _ = facility_location_per_class(x, y, np.array([5]), weights=w, sparse=sparse)
+        assert chosen[60:].sum() == 5, sparse  # every pick serves the points that count
+
+
+def _shifted_task(seed: int = 0, target_blobs=(0, 2)) -> tuple[SelectionTask, np.ndarray]:
+    x, y = _blobs(CENTRES, np.array([100, 100, 100, 100]), seed, CLASSES)
+    n_val = np.array([40 if j in target_blobs else 0 for j in range(4)])
+    xv, yv = _blobs(CENTRES, n_val, seed + 1, CLASSES)
+    on = np.isin(np.repeat(np.arange(4), 100), target_blobs)
+    task = SelectionTask(x, y, xv, yv, n_classes=2, budget=0.05, seed=seed, flagged=np.zeros(len(y), bool))
+    return task, on
+
+
+def test_hostcp_spends_its_budget_on_the_target_when_the_pool_is_shifted():
+    task, on = _shifted_task()
+    auto = get_method("hostcp", **FAST).fit(task).result
+    off = get_method("hostcp", **FAST, target="off").fit(task).result
+    assert auto.info["shift_detected"] is True and "shift detected" in auto.info["target"]
+    assert off.info["shift_detected"] is False and off.info["shift_auroc"] is None
+    assert auto.selected.sum() == off.selected.sum() == task.k
+    # the pool is half off-target: represented alike, about half the set lands there
+    assert (auto.selected & on).sum() >= 0.8 * task.k > (off.selected & on).sum()
+
+
+def test_without_a_shift_the_run_is_the_one_with_the_check_off():
+    x, y = _blobs(CENTRES, np.array([100, 100, 100, 100]), 3, CLASSES)
+    xv, yv = _blobs(CENTRES, np.array([25, 25, 25, 25]), 4, CLASSES)
+    task = SelectionTask(x, y, xv, yv, n_classes=2, budget=0.1, seed=0)
+    auto = get_method("hostcp", **FAST).fit(task).result
+    off = get_method("hostcp", **FAST, target="off").fit(task).result
+    assert auto.info["shift_detected"] is False and auto.info["shift_auroc"] is not None
+    np.testing.assert_array_equal(auto.selected, off.selected)
+    np.testing.assert_array_equal(auto.scores, off.scores)
+
+
+def test_target_setting_is_checked():
+    with pytest.raises(ConfigError, match="target must be one of"):
+        HostCPConfig(target="yes")
+    with pytest.raises(ConfigError, match="text"):
+        HostCPConfig(target=True)
