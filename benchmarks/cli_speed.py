@@ -65,7 +65,8 @@ TIMED = (
     ("hostcp: layer build", "core.selection.layer", "SelectionLayer.__init__"),
     ("hostcp: solves (forward)", "core.selection.layer", "SelectionLayer.__call__"),
     ("hostcp: backward", "torch", "Tensor.backward"),
-    ("hostcp: greedy read-out", "core.selection.selector", "_greedy_start"),
+    ("hostcp: greedy read-out", "core.selection.selector", "greedy_start"),
+    ("hostcp: target check", "core.selection.selector", "detect_shift"),
     ("hostcp: other", "core.selection.selector", "HostCPSelector._select"),
     ("write selection.csv", "core.cli", "_write_text"),
 )

@@ -122,3 +122,21 @@ def test_the_method_list_matches_what_the_modules_register():
         cls, registered_label = base._REGISTRY[name]
         assert (cls.name, registered_label) == (name, label)
     assert list(base.available_methods())[: len(base.BUILTIN_METHODS)] == list(base.BUILTIN_METHODS)
+
+
+def test_a_hostcp_run_never_imports_torchs_compiler():
+    """moreau's ``@torch.compiler.disable`` imported ``torch._dynamo`` (1.5-4 s) at cvxpy's import."""
+    code = (
+        "import numpy as np\n"
+        "from core.valuation import SelectionTask, get_method\n"
+        "rng = np.random.default_rng(0)\n"
+        "x, y = rng.normal(size=(120, 6)).astype('float32'), rng.integers(0, 3, 120)\n"
+        "task = SelectionTask(x, y, x[:30], y[:30], n_classes=3, budget=0.1, seed=0)\n"
+        "assert get_method('hostcp', solver='moreau').fit(task).result.selected.sum() == 12\n"
+        "import sys, torch\n"
+        "assert 'moreau' in sys.modules and 'cvxpy' in sys.modules\n"
+        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo imported'\n"
+        "assert torch.compiler.disable.__module__.startswith('torch'), 'patch left in place'\n"
+    )
+    root = Path(core.__file__).parent.parent
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=300)

@@ -18,10 +18,12 @@ __all__ = ["HostCPConfig", "LEARN_PHI_NOTE", "TARGETS", "ScaleConfig"]
 #: at the encoder's metric on every benchmark measured (6 tuning folds: -0.2 points per cell, learned
 #: minus frozen; the test split, for the record: -0.05 over 20 cells) and took about half of the run;
 #: without it the learning passes have nothing to learn (theta only serves phi's lookahead), so they
-#: are skipped. The distribution-shift benchmarks of issue 11 are where it may pay off.
+#: are skipped. Under distribution shift (``benchmarks/shift.py``, 24 cells) it did not pay either:
+#: -0.6 points a cell with the target check off, -0.06 on top of it; what pays there is the
+#: target estimate (:mod:`core.selection.target`), which does not need phi to learn.
 LEARN_PHI_NOTE = ("phi frozen at the encoder's metric (learn_phi=false, the default): learning it was within "
-                  "noise of frozen on every benchmark measured and took half the run; set learn_phi=true to "
-                  "learn it from the validation set")
+                  "noise of frozen on every benchmark measured, with or without a shift, and took half the "
+                  "run; set learn_phi=true to learn it from the validation set")
 
 #: ``HostCPConfig.target``: whom the read-out represents (:mod:`core.selection.target`). "auto" (the
 #: default): the validation set's distribution when a test finds the pool shifted from it, else the

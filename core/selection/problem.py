@@ -39,10 +39,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cvxpy as cp
 import numpy as np
 
 from core.errors import ConfigError
+from core.selection.solver_imports import cp  # cvxpy, without torch's compiler (see there)
 
 __all__ = ["BatchProblem", "build_problem"]
 
