@@ -134,48 +134,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _with_validation(data, val):
-    """One dataset of DATA's rows followed by VAL's rows, and the split that says which is which."""
-    from core.data.dataset import Dataset, Split
-
-    if data.kind != val.kind or data.shape != val.shape:
-        raise HostcpError(
-            f"VAL does not match DATA: {val.kind} {val.shape} against {data.kind} {data.shape}. "
-            "Give a validation set with the same columns or image size."
-        )
-    if data.feature_names != val.feature_names:
-        differ = [f"{a!r} / {b!r}" for a, b in zip(data.feature_names, val.feature_names, strict=True)
-                  if a != b]
-        raise HostcpError(
-            f"VAL's feature columns are not DATA's ({len(differ)} differ, DATA / VAL: "
-            f"{', '.join(differ[:5])}). Give a validation set with the same columns in the same order."
-        )
-    names = list(data.class_names)
-    unknown = sorted(set(val.class_names[i] for i in np.unique(val.labels)) - set(names))
-    if unknown:
-        raise HostcpError(f"VAL has classes that DATA lacks: {unknown}. Remove them or add them to DATA.")
-    val_labels = np.array([names.index(val.class_names[i]) for i in val.labels], dtype=np.int64)
-    both = Dataset(
-        name=data.name,
-        ids=np.concatenate([data.ids.astype(str), np.char.add("val:", val.ids.astype(str))]).astype(object),
-        labels=np.concatenate([data.labels, val_labels]),
-        class_names=data.class_names,
-        features=None if data.features is None else np.concatenate([data.features, val.features]),
-        images=None if data.images is None else np.concatenate([data.images, val.images]),
-        sources=np.concatenate([np.asarray(data.sources), np.asarray(val.sources)]).astype(object),
-        origin=f"{data.origin} + validation {val.origin}",
-        feature_names=data.feature_names,
-        source_file=data.source_file,
-        source_sha256=data.source_sha256,
-    )
-    split = Split(train=np.arange(data.n), val=np.arange(data.n, data.n + val.n), test=np.arange(0), seed=0)
-    return both, split
-
-
 def cmd_select(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from core.data.dataset import check_curatable, make_split
+    from core.data.validation import with_validation
     from core.pipeline import SelectionSpec, run_selection
     from core.valuation import available_methods, get_method
 
@@ -195,7 +158,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     )
     data = load_input(args.data, label_column=args.label_column)
     if args.val:
-        dataset, split = _with_validation(data, load_input(args.val, label_column=args.label_column))
+        dataset, split = with_validation(data, load_input(args.val, label_column=args.label_column))
         check_curatable(dataset)
     else:
         dataset = data

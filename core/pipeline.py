@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SelectionSpec",
     "import_dataset",
+    "import_with_validation",
     "dataset_embeddings",
     "detect",
     "current_mislabels",
@@ -84,6 +85,32 @@ def import_dataset(
     """
     check_curatable(dataset, val_fraction=val_fraction, test_fraction=test_fraction)
     split = make_split(dataset.labels, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    return store.add_dataset(dataset, split)
+
+
+def import_with_validation(
+    store: Store,
+    pool: Dataset,
+    validation: Dataset,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.5,
+    names: tuple[str, str] = ("the dataset file", "the validation file"),
+) -> int:
+    """Store a pool with its own clean validation set; returns the dataset id.
+
+    Every row of ``pool`` is a candidate; ``validation`` is split per class into the
+    validation split (``1 - test_fraction``) and the test split that scores the value
+    curves, so that both describe the user's target (:mod:`core.data.validation`).
+
+    Raises:
+        DataError: the two do not match, or classes too small for the detector, before
+            anything is stored.
+    """
+    from core.data.validation import with_validation
+
+    dataset, split = with_validation(pool, validation, test_fraction=test_fraction, seed=seed, names=names)
+    check_curatable(dataset)
     return store.add_dataset(dataset, split)
 
 

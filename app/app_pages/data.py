@@ -29,6 +29,14 @@ with upload_tab:
         uploaded = st.file_uploader(
             "Dataset file", type=["zip", "csv", "parquet", "pq", "npz"], key="upload_file"
         )
+        validation = st.file_uploader(
+            "Clean validation set (optional)", type=["zip", "csv", "parquet", "pq", "npz"],
+            key="upload_validation",
+            help="A small, clean set of the data you care about, in the dataset's format. Half of it "
+                 "guides the selection, half measures the value curves; every row of the dataset "
+                 "becomes a candidate. HOST-CP checks whether the dataset looks like it and, if not, "
+                 "selects for it. Without it, a share of the dataset is held out instead.",
+        )
         label_column = st.text_input(
             "Label column (CSV/Parquet)", value="label", key="label_column",
             help="The column that holds the classes; every other column but `id` is a feature.",
@@ -42,13 +50,19 @@ with upload_tab:
                 from core.data import load_dataset
                 from core.pipeline import import_dataset
 
+                column = label_column.strip() or "label"
                 with st.spinner(f"Reading {md(uploaded.name)}..."):
-                    dataset = load_dataset(
-                        (uploaded.name, uploaded.getvalue()), label_column=label_column.strip() or "label"
-                    )
-                    did = import_dataset(store, dataset, seed=0)
+                    dataset = load_dataset((uploaded.name, uploaded.getvalue()), label_column=column)
+                    if validation is None:
+                        did = import_dataset(store, dataset, seed=0)
+                    else:
+                        from core.pipeline import import_with_validation
+
+                        val = load_dataset((validation.name, validation.getvalue()), label_column=column)
+                        did = import_with_validation(store, dataset, val, seed=0)
                 services.set_current_dataset(did)
-                st.session_state["_flash"] = f"Imported {md(dataset.name)}: {dataset.n} examples."
+                extra = "" if validation is None else f" and {val.n} of your validation set"
+                st.session_state["_flash"] = f"Imported {md(dataset.name)}: {dataset.n} examples{extra}."
                 st.rerun()
 
 with demo_tab:

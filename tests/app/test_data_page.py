@@ -77,3 +77,30 @@ def test_a_missing_label_column_is_explained_in_the_apps_words(app):
     message = " ".join(e.value for e in app.error).replace("\\", "")  # shown escaped (markup)
     assert "no label column 'label'" in message and "Choose 'target' as the label column" in message
     assert "--label-column" not in message and "label_column=" not in message
+
+
+def _csv(rows: list[tuple[float, float, str]]) -> bytes:
+    return ("f1,f2,label\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows)).encode()
+
+
+def test_a_clean_validation_file_becomes_the_validation_and_test_splits(app, home):
+    pool = [(i * 0.1, (i * 7 % 13) * 0.1, "ab"[i % 2]) for i in range(60)]
+    target = [(i * 0.2, (i * 5 % 11) * 0.1, "ab"[i % 2]) for i in range(24)]
+    app.file_uploader(key="upload_file").upload("pool.csv", _csv(pool), "text/csv")
+    app.file_uploader(key="upload_validation").upload("target.csv", _csv(target), "text/csv")
+    app.button[[b.label for b in app.button].index("Import file")].click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    assert [metric(app, k) for k in ("Examples", "Train", "Validation", "Test")] == ["84", "60", "12", "12"]
+    store = store_of(home)
+    dataset, split = store.get_dataset(max(d.id for d in store.list_datasets()))
+    assert (split.train == range(60)).all() and min(split.val.min(), split.test.min()) >= 60
+    assert all(str(i).startswith("val:") for i in dataset.ids[60:])
+
+
+def test_a_validation_file_with_other_columns_is_refused_in_one_line(app, home):
+    app.file_uploader(key="upload_file").upload("pool.csv", _csv([(1, 2, "a"), (3, 4, "b")] * 10), "text/csv")
+    app.file_uploader(key="upload_validation").upload("v.csv", b"f1,x,label\n1,2,a\n3,4,b\n", "text/csv")
+    app.button[[b.label for b in app.button].index("Import file")].click().run()
+    message = " ".join(e.value for e in app.error).replace("\\", "")
+    assert "the validation file's feature columns are not the dataset file's" in message
+    assert len(store_of(home).list_datasets()) == 1  # nothing stored (the first-launch demo only)
