@@ -121,3 +121,17 @@ def test_target_setting_is_checked():
         HostCPConfig(target="yes")
     with pytest.raises(ConfigError, match="text"):
         HostCPConfig(target=True)
+
+
+def test_above_the_reference_size_the_check_samples_and_still_weighs_every_point(monkeypatch):
+    import core.selection.target as target
+
+    monkeypatch.setattr(target, "REFERENCE", 150)  # 600 pool and 120 validation points: both sampled
+    x, y = _blobs(CENTRES, np.array([150, 150, 150, 150]), 0, CLASSES)
+    xv, yv = _blobs(CENTRES, np.array([60, 0, 60, 0]), 1, CLASSES)
+    shift = detect_shift(x, y, xv, yv, 2, seed=0)
+    assert shift.detected and shift.weights.shape == (600,)
+    on = np.isin(np.repeat(np.arange(4), 150), [0, 2])
+    assert shift.weights[on].mean() > 5 * shift.weights[~on].mean()
+    xv, yv = _blobs(CENTRES, np.array([40, 40, 40, 40]), 1, CLASSES)
+    assert not detect_shift(x, y, xv, yv, 2, seed=0).detected
