@@ -34,7 +34,7 @@ START_TIMEOUT_S = 90.0
 
 
 def _free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports free on 127.0.0.1 right now."""
+    """``n`` distinct TCP ports free on 127.0.0.1 right now (from the ephemeral range)."""
     socks, ports = [], []
     try:
         while len(ports) < n:
@@ -46,6 +46,39 @@ def _free_ports(n: int) -> list[int]:
         for s in socks:
             s.close()
     return ports
+
+
+#: Worker ports come from below the ephemeral range (32768-60999 on Linux), where the
+#: node's own ports and Ray's "random" ones are drawn, so the two never overlap (they did,
+#: now and then: Ray refuses to start when a single port lies inside the worker range).
+WORKER_PORTS = range(10_000, 32_000)
+#: Worker ports a node may open (Ray's --min/--max-worker-port, inclusive).
+WORKERS_PER_NODE = 200
+_claimed_worker_ports: set[int] = set()  # ranges handed out in this process (head and joiners)
+
+
+def _free_worker_range() -> int:
+    """First port of ``WORKERS_PER_NODE + 1`` consecutive ports free now and not handed out."""
+    rng = secrets.SystemRandom()
+    width = WORKERS_PER_NODE + 1
+    for _ in range(50):
+        start = rng.randrange(WORKER_PORTS.start, WORKER_PORTS.stop - width)
+        block = range(start, start + width)
+        if _claimed_worker_ports.intersection(block) or not all(_is_free(p) for p in block):
+            continue
+        _claimed_worker_ports.update(block)
+        return start
+    raise ClusterError(f"no {width} consecutive free ports for Ray's workers in "
+                       f"{WORKER_PORTS.start}-{WORKER_PORTS.stop}")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class LocalCluster:
@@ -65,7 +98,9 @@ class LocalCluster:
     ) -> None:
         self.num_cpus = int(num_cpus)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="hcp-ray-", dir=temp_root or "/tmp"))
-        port, node, obj, agent, grpc, metrics, renv, wmin = _free_ports(8)
+        port, node, obj, agent, grpc, metrics, renv = _free_ports(7)
+        wmin = _free_worker_range()
+        self._worker_ports = range(wmin, wmin + WORKERS_PER_NODE + 1)
         self.port = join.port if join is not None else port
         self.address = f"127.0.0.1:{self.port}"
         ray_bin = Path(sys.executable).with_name("ray")
@@ -77,7 +112,7 @@ class LocalCluster:
             "--dashboard-agent-listen-port", str(agent),
             "--dashboard-agent-grpc-port", str(grpc), "--metrics-export-port", str(metrics),
             "--runtime-env-agent-port", str(renv),
-            "--min-worker-port", str(wmin), "--max-worker-port", str(wmin + 200),
+            "--min-worker-port", str(wmin), "--max-worker-port", str(wmin + WORKERS_PER_NODE),
             "--num-cpus", str(self.num_cpus), "--disable-usage-stats",
         ]
         if join is None:  # a joining node takes these from its head
@@ -155,6 +190,7 @@ class LocalCluster:
         except (ProcessLookupError, PermissionError):
             pass
         self._proc.wait()
+        _claimed_worker_ports.difference_update(self._worker_ports)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> LocalCluster:

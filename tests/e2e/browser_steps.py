@@ -47,8 +47,9 @@ def shot(page, path: Path) -> None:
 
 
 def upload(page, path: Path) -> None:
-    """Choose a file in the uploader, wait until it is uploaded, then press Import."""
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    """Choose a file in the dataset uploader, wait until it is uploaded, then press Import."""
+    uploader = page.get_by_role("region", name="Dataset file")  # not the validation set's
+    uploader.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
     page.locator('[data-testid="stFileUploader"]').get_by_text(path.name, exact=True).wait_for()
     wait_idle(page)
     page.get_by_role("button", name="Import file").click()
