@@ -10,8 +10,9 @@ item do). Nothing is downloaded.
   percent of the classes' rows, in a random order of classes); validation and test are
   balanced.
 - ``offtarget``: every class is split into 4 k-means clusters (writing styles); the
-  target holds 2 of them per class, the pool all 4, so half of the pool is of styles
-  the target never shows.
+  target holds 2 of them per class, the pool all 4; as the target's rows go to
+  validation and test, about three quarters of the pool are of styles the target never
+  shows.
 - ``region``: one region of pixel space (the 20 percent of points nearest a random
   point) is kept whole in the pool while the rest is kept at 25 percent, so the region
   is over-sampled 4 times; the target is uniform.
@@ -58,7 +59,7 @@ def shift_data(scenario: str, noise: float, seed: int) -> BenchData:
     else:
         n_val, n_target = int(0.15 * n), int(0.4 * n)
     val, test = target_rows[:n_val], target_rows[n_val:n_target]
-    if scenario == "offtarget":  # the pool keeps every style in equal measure
+    if scenario == "offtarget":  # every off-target point and the on-target rest (~25 %)
         pool = np.setdiff1d(perm, target_rows[:n_target], assume_unique=False)
     else:
         pool = perm[n_target:]

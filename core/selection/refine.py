@@ -309,8 +309,9 @@ def outside_gain(
     Args:
         near: The current set's nearest distances.
         batch: ``(r,)`` indices of the batch.
-        weights: ``(N,)`` row weights (HOST-CP passes ones: weighting rows by label quality
-            lost on the tuning folds).
+        weights: ``(N,)`` row weights: ones, or the target's density-ratio weights when a shift
+            is detected (:mod:`core.selection.target`; weighting by label quality lost on the
+            tuning folds).
         cap: Distance charged for a point with no chosen point outside the batch.
         unit: Distances enter as ``d / unit`` (the batch problem's unit).
     """

@@ -54,7 +54,7 @@ from core.selection.online import (
     solver_calls,
 )
 from core.selection.readout import greedy_start, swap_pass
-from core.selection.target import TargetShift, detect_shift, no_shift
+from core.selection.target import TargetShift, detect_shift, no_shift, sample_rows
 from core.valuation.base import SelectionMethod, SelectionTask, SelectOutput
 
 if TYPE_CHECKING:
@@ -225,7 +225,7 @@ class HostCPSelector(SelectionMethod):
             x_val=task.x_val, y_val=task.y_val, n_classes=ncls, cfg=cfg,
             batch_size=min(cfg.batch_size, task.n), device=task.device,
         )
-        learn_points, score_points = (_sample(task.n, size, rng) for size in (cfg.scale.learn_sample,
+        learn_points, score_points = (sample_rows(task.n, size, rng) for size in (cfg.scale.learn_sample,
                                                                              cfg.scale.score_sample))
         shift = no_shift() if cfg.target == "off" else detect_shift(
             task.x_train, task.y_train, task.x_val, task.y_val, ncls, allowed=allowed, seed=task.seed,
@@ -343,11 +343,6 @@ def _read_out(run: _Run) -> tuple[np.ndarray, np.ndarray, list[int]]:
         if changed == 0:
             break
     return chosen, rank, swaps
-
-
-def _sample(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """All ``n`` points, or a sorted random sample of ``size`` of them (no draw when all fit)."""
-    return np.arange(n) if n <= size else np.sort(rng.choice(n, size, replace=False))
 
 
 def _flags(task: SelectionTask, cfg: HostCPConfig) -> tuple[np.ndarray, np.ndarray, str]:

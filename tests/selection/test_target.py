@@ -126,7 +126,7 @@ def test_target_setting_is_checked():
 def test_above_the_reference_size_the_check_samples_and_still_weighs_every_point(monkeypatch):
     import core.selection.target as target
 
-    monkeypatch.setattr(target, "REFERENCE", 150)  # 600 pool and 120 validation points: both sampled
+    monkeypatch.setattr(target, "REFERENCE", 150)  # 600 pool points sampled (120 validation ones fit)
     x, y = _blobs(CENTRES, np.array([150, 150, 150, 150]), 0, CLASSES)
     xv, yv = _blobs(CENTRES, np.array([60, 0, 60, 0]), 1, CLASSES)
     shift = detect_shift(x, y, xv, yv, 2, seed=0)
@@ -135,3 +135,41 @@ def test_above_the_reference_size_the_check_samples_and_still_weighs_every_point
     assert shift.weights[on].mean() > 5 * shift.weights[~on].mean()
     xv, yv = _blobs(CENTRES, np.array([40, 40, 40, 40]), 1, CLASSES)
     assert not detect_shift(x, y, xv, yv, 2, seed=0).detected
+
+
+def test_forced_weights_without_a_detected_shift_say_so():
+    # target="on" weighs the pool even when no test fires; the note must not say "represents the pool"
+    x, y = _blobs(CENTRES, np.array([150, 150, 150, 150]), 0, CLASSES)
+    xv, yv = _blobs(CENTRES, np.array([40, 40, 40, 40]), 1, CLASSES)
+    forced = detect_shift(x, y, xv, yv, 2, seed=0, force=True)
+    assert not forced.detected and forced.weights is not None
+    assert forced.note.startswith("target=on (no shift detected)")
+    assert "represents the validation set" in forced.note
+
+
+def test_validation_classes_the_pool_lacks_are_a_prior_shift_even_with_one_pool_class():
+    x, y = _blobs(CENTRES[:2], np.array([150, 150]), 0, CLASSES[:2])  # the pool holds class 0 only
+    xv, yv = _blobs(CENTRES[1:3], np.array([30, 30]), 1, CLASSES[1:3])  # the target has class 1 too
+    shift = detect_shift(x, y, xv, yv, 2, seed=0)
+    assert shift.p_prior == 0.0 and shift.detected
+
+
+def test_the_prior_test_keeps_its_false_alarm_rate_on_small_validation_sets():
+    from core.selection.target import _prior_test
+
+    # 10 classes, imbalanced pool prior, validation sets of 20 drawn from that very prior (seeded):
+    # the chi-square approximation false-alarms in 1.8 % of these draws at alpha 1 %, this test 1.1 %
+    pool = np.round(np.linspace(1.0, 0.08, 10) * 1000)
+    rng = np.random.default_rng(0)
+    alarms = [_prior_test(rng.multinomial(20, pool / pool.sum()).astype(float), pool, seed=t) < 0.01
+              for t in range(1000)]
+    assert np.mean(alarms) <= 0.014
+    # and it still sees a real shift of a small set: 20 points all of the rarest class
+    skewed = np.zeros(10)
+    skewed[-1] = 20
+    assert _prior_test(skewed, pool, seed=0) < 0.01
+    # large expected counts: the chi-square p-value itself
+    from scipy.stats import chisquare
+
+    big = rng.multinomial(5000, pool / pool.sum()).astype(float)
+    assert _prior_test(big, pool, seed=0) == pytest.approx(chisquare(big, pool / pool.sum() * 5000).pvalue)
