@@ -26,6 +26,7 @@ distribution shift").
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -248,16 +249,21 @@ def _attach(
     A validation point of class ``c`` adds ``sum_{i in c} ratio_i / M_c`` (its class's
     weighted pool mass over the class's ``M_c`` validation points) to the nearest pool point
     given label ``c``: half the objective is the pool reweighted, half the validation set
-    itself, both in the pool's units.
+    itself, both in the pool's units. Where that mass would pass half the clip
+    (:data:`MAX_WEIGHT` times the mean weight), as when the pool is many times the
+    validation set, it is shared among as many nearest pool points as keep it below, so
+    the clip does not remove the validation half (a million pool points against a thousand
+    validation ones would keep a tenth of it).
     """
     w = ratio.astype(np.float64).copy()
+    cap = MAX_WEIGHT * ratio.mean() / (1.0 - VAL_SHARE)  # the clip, in ratio units
     for c in range(n_classes):
         members, targets = np.flatnonzero((y == c) & allowed), np.flatnonzero(y_val == c)
         if len(members) == 0 or len(targets) == 0:
             continue
-        kk = min(ATTACH_NEIGHBOURS, len(members))
+        mass = VAL_SHARE / (1.0 - VAL_SHARE) * ratio[y == c].sum() / len(targets)
+        kk = min(max(ATTACH_NEIGHBOURS, math.ceil(mass / (cap / 2))), len(members))
         _, near = knn(np.asarray(x[members], dtype=np.float32), kk,
                       queries=np.asarray(x_val[targets], dtype=np.float32))
-        mass = VAL_SHARE / (1.0 - VAL_SHARE) * ratio[y == c].sum() / len(targets)
         np.add.at(w, members[np.asarray(near).ravel()], mass / kk)
     return w

@@ -173,3 +173,21 @@ def test_the_prior_test_keeps_its_false_alarm_rate_on_small_validation_sets():
 
     big = rng.multinomial(5000, pool / pool.sum()).astype(float)
     assert _prior_test(big, pool, seed=0) == pytest.approx(chisquare(big, pool / pool.sum() * 5000).pvalue)
+
+
+def test_the_validation_half_survives_the_clip_when_the_pool_is_many_times_the_validation_set():
+    from core.selection.target import MAX_WEIGHT, VAL_SHARE, _attach
+
+    # 4,000 pool points against 20 validation points of one class: on its nearest pool point,
+    # each one's mass (200 pool units) would be clipped to a tenth of what it should hold
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 4)).astype(np.float32)
+    y = np.zeros(4000, dtype=np.int64)
+    xv = rng.normal(size=(20, 4)).astype(np.float32)
+    ratio = np.ones(4000)
+    w = _attach(ratio, x, y, xv, np.zeros(20, dtype=np.int64), 1, np.ones(4000, dtype=bool))
+    w = np.minimum(w / w.mean(), MAX_WEIGHT)
+    w = w / w.mean()
+    held = (w - ratio / ratio.sum() * w.sum())[w > 1.5].sum() / w.sum()  # what the validation points hold
+    assert held == pytest.approx(VAL_SHARE, abs=0.05)
+    assert w.max() <= 1.1 * MAX_WEIGHT  # shared mass overlaps a little; renormalised after the clip
