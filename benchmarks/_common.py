@@ -78,14 +78,19 @@ def nonlinear_data(noise: float = 0.0, n: int = 3000, seed: int = 0) -> BenchDat
     return _split(x.astype(np.float64), y, 10, noise, f"nonlinear noise={noise:.0%}", seed=seed)
 
 
-def with_flags(d: BenchData, seed: int = 0) -> BenchData:
-    """Attach mislabel flags and scores from ``core.mislabel.detect_mislabels`` (train split only)."""
+def with_flags(d: BenchData, seed: int = 0, detector: dict | None = None) -> BenchData:
+    """Attach mislabel flags and scores from ``core.mislabel.detect_mislabels`` (train split only).
+
+    ``detector``: ``DetectorConfig`` fields to change (to measure what a detector part does).
+    """
     from dataclasses import replace
 
     try:
         from core.mislabel import detect_mislabels
+        from core.mislabel.detector import DetectorConfig
 
-        res = detect_mislabels(d.x_train, d.y_train, n_classes=d.n_classes, seed=seed)
+        res = detect_mislabels(d.x_train, d.y_train, n_classes=d.n_classes, seed=seed,
+                               config=DetectorConfig(**(detector or {})))
         return replace(d, flagged=res.flagged, suspect=res.score)
     except ImportError:
         from core.mislabel import cleanlab_flags

@@ -49,6 +49,16 @@ ABLATIONS = {
 }
 
 
+def _number(text: str) -> int | float | str:
+    """``--detector`` values: an int, else a float, else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean +- std per method and budget, methods as rows."""
     g = df.groupby(["method", "budget"])["accuracy"].agg(["mean", "std"]).reset_index()
@@ -86,6 +96,9 @@ def main() -> None:
                     help="ablations: score on half the validation split (for tuning) or on the test "
                          "split (for reporting only; never choose defaults from it)")
     ap.add_argument("--out", default="", help="write the raw rows as CSV here")
+    ap.add_argument("--detector", action="append", default=[], metavar="KEY=VALUE",
+                    help="a DetectorConfig field for the flags every method gets (repeatable), "
+                         "e.g. oof_model=logistic or neighbour_power=0")
     args = ap.parse_args()
     makers = {
         "digits0": lambda: digits_data(0.0), "digits10": lambda: digits_data(0.1),
@@ -97,10 +110,11 @@ def main() -> None:
     names = ["digits30"] if args.quick else args.datasets.split(",")
     seeds = 1 if args.quick else args.seeds
     budgets = tuple(float(b) for b in args.budgets.split(","))
+    detector = {k: _number(v) for k, _, v in (item.partition("=") for item in args.detector)}
     all_rows = []
     for name in names:
         t0 = time.perf_counter()
-        d = with_flags(makers[name]())
+        d = with_flags(makers[name](), detector=detector)
         flip = d.y_train != d.y_true
         prec = (flip & d.flagged).sum() / max(d.flagged.sum(), 1)
         rec = (flip & d.flagged).sum() / max(flip.sum(), 1)
