@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--detector", action="append", default=[], metavar="KEY=VALUE",
                     help="a DetectorConfig field for the flags every method gets (repeatable), "
                          "e.g. oof_model=logistic or neighbour_power=0")
+    ap.add_argument("--flag-seed", type=int, default=0, help="seed of the detector's folds (the flags)")
     args = ap.parse_args()
     makers = {
         "digits0": lambda: digits_data(0.0), "digits10": lambda: digits_data(0.1),
@@ -114,7 +115,7 @@ def main() -> None:
     all_rows = []
     for name in names:
         t0 = time.perf_counter()
-        d = with_flags(makers[name](), detector=detector)
+        d = with_flags(makers[name](), seed=args.flag_seed, detector=detector)
         flip = d.y_train != d.y_true
         prec = (flip & d.flagged).sum() / max(d.flagged.sum(), 1)
         rec = (flip & d.flagged).sum() / max(flip.sum(), 1)
