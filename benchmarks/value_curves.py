@@ -49,16 +49,6 @@ ABLATIONS = {
 }
 
 
-def _number(text: str) -> int | float | str:
-    """``--detector`` values: an int, else a float, else the text."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean +- std per method and budget, methods as rows."""
     g = df.groupby(["method", "budget"])["accuracy"].agg(["mean", "std"]).reset_index()
@@ -111,7 +101,14 @@ def main() -> None:
     names = ["digits30"] if args.quick else args.datasets.split(",")
     seeds = 1 if args.quick else args.seeds
     budgets = tuple(float(b) for b in args.budgets.split(","))
-    detector = {k: _number(v) for k, _, v in (item.partition("=") for item in args.detector)}
+    detector = {}
+    if args.detector:  # typed and checked like --set (core.settings)
+        from dataclasses import asdict
+
+        from core.mislabel.detector import DetectorConfig
+        from core.settings import parse_settings
+
+        detector = parse_settings(args.detector, asdict(DetectorConfig()))
     all_rows = []
     for name in names:
         t0 = time.perf_counter()
