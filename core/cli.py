@@ -44,10 +44,14 @@ SELECTION_COLUMNS = ("index", "selected", "value", "mislabel_score", "flagged", 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
 
-def load_input(source: str, *, label_column: str = "label"):
-    """Load DATA given on the command line: a file path, or ``demo:NAME`` for a built-in demo."""
+def load_input(source: str, *, label_column: str = "label", validation: bool = False):
+    """Load DATA given on the command line: a file path, or ``demo:NAME`` for a built-in demo.
+
+    ``validation``: the file is a clean validation set (``--val``), which may hold one class.
+    """
     from core.data import load_dataset, load_demo
     from core.data.tables import LabelColumnError
+    from core.data.validation import load_validation
 
     if source.startswith("demo:"):
         return load_demo(source.removeprefix("demo:"))
@@ -55,7 +59,8 @@ def load_input(source: str, *, label_column: str = "label"):
     if not path.exists():
         raise HostcpError(f"{source}: no such file. Give a .zip, .csv, .parquet or .npz path, or demo:NAME.")
     try:
-        return load_dataset(path, label_column=label_column)
+        load = load_validation if validation else load_dataset
+        return load(path, label_column=label_column)
     except LabelColumnError as e:  # the loader says "choose it as the label column": say how, here
         flag = f"--label-column {e.guess!r}" if e.guess is not None else "--label-column NAME"
         raise LabelColumnError(f"{e} Give it with {flag}.", guess=e.guess) from e
@@ -158,7 +163,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     )
     data = load_input(args.data, label_column=args.label_column)
     if args.val:
-        dataset, split = with_validation(data, load_input(args.val, label_column=args.label_column))
+        val = load_input(args.val, label_column=args.label_column, validation=True)
+        dataset, split = with_validation(data, val)
         check_curatable(dataset)
     else:
         dataset = data

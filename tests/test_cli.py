@@ -412,3 +412,17 @@ def test_inspect_of_an_export_shows_the_imported_columns(tmp_path, capsys, fmt):
     assert main(["inspect", str(out / f"kept.{fmt}")]) == 0
     after = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Features:")]
     assert before == after == [f"Features: {', '.join(names)}"]
+
+
+def test_select_takes_a_validation_file_of_one_class(small_csv, tmp_path, capsys):
+    df = pd.read_csv(small_csv)
+    bees = np.flatnonzero(df["label"] == "bee")
+    pool = np.setdiff1d(np.arange(len(df)), bees[-20:])
+    data, val_path, out = tmp_path / "data.csv", tmp_path / "val.csv", tmp_path / "out"
+    df.iloc[pool].to_csv(data, index=False)
+    df.iloc[bees[-20:]].to_csv(val_path, index=False)  # the target: bees only (was refused: one class)
+    assert main(["select", str(data), "--val", str(val_path), "--out", str(out), "--budget", "0.2",
+                 "--set", "epochs=1"]) == 0
+    assert "target: shift detected between pool and validation set" in capsys.readouterr().out
+    chosen = pd.read_csv(data)["label"][_selection(out)["selected"] == 1]
+    assert (chosen == "bee").mean() > 0.5  # by the pool's shares about a third

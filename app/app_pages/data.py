@@ -35,7 +35,8 @@ with upload_tab:
             help="A small, clean set of the data you care about, in the dataset's format. Half of it "
                  "guides the selection, half measures the value curves; every row of the dataset "
                  "becomes a candidate. HOST-CP checks whether the dataset looks like it and, if not, "
-                 "selects for it. Without it, a share of the dataset is held out instead.",
+                 "selects for it. It may hold a single class of the dataset's (the one you care "
+                 "about). Without it, a share of the dataset is held out instead.",
         )
         label_column = st.text_input(
             "Label column (CSV/Parquet)", value="label", key="label_column",
@@ -56,9 +57,10 @@ with upload_tab:
                     if validation is None:
                         did = import_dataset(store, dataset, seed=0)
                     else:
+                        from core.data.validation import load_validation
                         from core.pipeline import import_with_validation
 
-                        val = load_dataset((validation.name, validation.getvalue()), label_column=column)
+                        val = load_validation((validation.name, validation.getvalue()), label_column=column)
                         did = import_with_validation(store, dataset, val, seed=0)
                 services.set_current_dataset(did)
                 extra = "" if validation is None else f" and {val.n} of your validation set"

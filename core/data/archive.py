@@ -220,7 +220,7 @@ def load_image_folder_zip(
         )
     folder = [ps[depth] for ps in parts]
     class_names = tuple(sorted(set(folder)))
-    if len(class_names) < 2:
+    if len(class_names) < limits.min_classes:
         raise DataError(
             f"{archive_name} has a single class folder ({class_names[0]!r}). Selection and "
             "mislabel detection need at least two classes: add a folder per class."

@@ -87,13 +87,8 @@ class Dataset:
             raise DataError(f"Duplicate ids: {dups}. Every example needs a unique id.")
         if self.labels.min() < 0 or self.labels.max() >= len(self.class_names):
             raise DataError("Label index out of range of class_names.")
-        present = np.unique(self.labels)
-        if len(present) < 2:
-            only = self.class_names[int(present[0])]
-            raise DataError(
-                f"Only one class ({only!r}) is present. Selection and mislabel detection "
-                "need at least two classes: add examples of another class."
-            )
+        # one class is a valid *validation* set (core.data.validation); a dataset to curate needs
+        # two, which check_curatable says before any work
         if self.sources is None:
             object.__setattr__(self, "sources", self.ids.astype(str).copy())
         object.__setattr__(self, "feature_names", self._checked_feature_names())
@@ -223,7 +218,8 @@ def check_curatable(
 ) -> None:
     """Raise a one-line DataError, before any work, if selection and mislabel review cannot run.
 
-    Checks that every class present has at least :data:`MIN_CLASS_EXAMPLES`
+    Checks that at least two classes are present (a :class:`Dataset` may hold one: a clean
+    validation set), that every class present has at least :data:`MIN_CLASS_EXAMPLES`
     examples (naming the first few that do not), that examples x classes stays
     within :data:`MAX_PROBABILITY_CELLS`, and, when ``val_fraction`` is given, that
     :func:`make_split` with these fractions leaves a validation example.
@@ -245,6 +241,12 @@ def check_curatable(
     if not isinstance(dataset, Dataset):
         raise TypeError(f"check_curatable expects a Dataset; got {type(dataset).__name__}.")
     counts = np.bincount(dataset.labels, minlength=dataset.n_classes)
+    if np.count_nonzero(counts) < 2:
+        only = dataset.class_names[int(np.argmax(counts))]
+        raise DataError(
+            f"{dataset.name}: only one class ({only!r}) is present. Selection and mislabel detection "
+            "need at least two classes: add examples of another class."
+        )
     small = [
         f"{dataset.class_names[c]!r} ({counts[c]})"
         for c in np.flatnonzero(counts)

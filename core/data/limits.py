@@ -39,6 +39,9 @@ class LoadLimits:
         max_feature_values: Largest feature table (rows x columns of a CSV or Parquet
             file, or of an NPZ's 2-D ``X``, checked from its header).
         max_files: Largest number of members in a ZIP.
+        min_classes: Fewest classes a file must hold: 2 for a dataset to curate (selection and
+            mislabel detection compare classes), 1 for a clean validation set, whose classes are
+            the pool's (:func:`core.data.validation.load_validation`).
     """
 
     max_upload_bytes: int = 2 << 30  # 2 GiB: far above Streamlit's 200 MB default upload cap
@@ -50,6 +53,7 @@ class LoadLimits:
     max_image_side: int = 256  # stored side; every backbone looks at 224 px or less
     max_feature_values: int = 100_000_000  # 400 MB as float32: 1 M rows x 100 features
     max_files: int = 500_000  # members (files and folders) in one ZIP
+    min_classes: int = 2
 
     def __post_init__(self) -> None:
         for field_name in (
@@ -65,6 +69,8 @@ class LoadLimits:
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"LoadLimits.{field_name} must be a positive int; got {value!r}.")
+        if isinstance(self.min_classes, bool) or self.min_classes not in (1, 2):
+            raise ConfigError(f"LoadLimits.min_classes must be 1 or 2; got {self.min_classes!r}.")
         if not self.max_ratio > 1:
             raise ConfigError(f"LoadLimits.max_ratio must be > 1; got {self.max_ratio!r}.")
 

@@ -92,9 +92,10 @@ def from_npz(data: bytes, *, filename: str, name: str, limits: LoadLimits) -> Da
                 f"has {len(names)} entries. Make y index into class_names."
             )
         labels, class_names = y.astype(np.int64), tuple(names)
-        check_two_classes(labels, class_names, where=filename)
+        check_two_classes(labels, class_names, where=filename, minimum=limits.min_classes)
     else:
-        labels, class_names = encode_labels(pd.Series(y), where=filename, rows=rows)
+        labels, class_names = encode_labels(pd.Series(y), where=filename, rows=rows,
+                                            min_classes=limits.min_classes)
     if "ids" in arrays:
         ids = ids_from_column(pd.Series(arrays["ids"].ravel()), where=f"{filename} ids", rows=rows)
         if len(ids) != len(y):

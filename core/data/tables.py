@@ -180,7 +180,8 @@ def from_frame(
             f"{filename} has no label column {label_column!r}. Columns present: {column_list(columns)}. "
             f"{hint}", guess=guess,
         )
-    labels, class_names = encode_labels(frame[label_column], where=filename, rows=rows)
+    labels, class_names = encode_labels(frame[label_column], where=filename, rows=rows,
+                                        min_classes=limits.min_classes)
     has_id = "id" in columns and label_column != "id"
     if has_id:
         ids = ids_from_column(frame["id"], where=filename, rows=rows)
@@ -279,7 +280,9 @@ def _images_from_column(
     return images, paths, f"{zip_name}, {note}"
 
 
-def encode_labels(column: pd.Series, *, where: str, rows: RowRef) -> tuple[np.ndarray, tuple[str, ...]]:
+def encode_labels(
+    column: pd.Series, *, where: str, rows: RowRef, min_classes: int = 2
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Map labels (strings or integers) to indices into their sorted unique values."""
     missing = np.flatnonzero(column.isna().to_numpy())
     if len(missing):
@@ -302,14 +305,17 @@ def encode_labels(column: pd.Series, *, where: str, rows: RowRef) -> tuple[np.nd
         uniq, labels = np.unique(column.astype(str).to_numpy(), return_inverse=True)
         names = tuple(str(u) for u in uniq)
     labels = labels.astype(np.int64).ravel()
-    check_two_classes(labels, names, where=where)
+    check_two_classes(labels, names, where=where, minimum=min_classes)
     return labels, names
 
 
-def check_two_classes(labels: np.ndarray, names: tuple[str, ...], *, where: str) -> None:
-    """Raise a DataError naming the file when fewer than two classes are present."""
+def check_two_classes(labels: np.ndarray, names: tuple[str, ...], *, where: str, minimum: int = 2) -> None:
+    """Raise a DataError naming the file when fewer than two classes are present (``minimum=1``: never).
+
+    A clean validation set may hold one class (``LoadLimits.min_classes``); a dataset to curate may not.
+    """
     present = np.unique(labels)
-    if len(present) < 2:
+    if len(present) < minimum:
         raise DataError(
             f"{where}: every example has the same label ({quoted(names[int(present[0])])}). "
             "Selection and mislabel detection need at least two classes; check the label column."

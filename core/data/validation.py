@@ -12,9 +12,22 @@ from __future__ import annotations
 import numpy as np
 
 from core.data.dataset import Dataset, Split, make_split
+from core.data.limits import LoadLimits
+from core.data.sources import Source
 from core.errors import DataError
 
-__all__ = ["with_validation"]
+__all__ = ["load_validation", "with_validation"]
+
+
+def load_validation(source: Source, *, label_column: str = "label") -> Dataset:
+    """A clean validation file, read as :func:`core.data.load_dataset` reads one, but one class is allowed.
+
+    A target of one class is a real case (clean examples of the class that matters most);
+    its classes are the pool's, so the pool's two-class rule does not apply to it.
+    """
+    from core.data.loaders import load_dataset
+
+    return load_dataset(source, label_column=label_column, limits=LoadLimits(min_classes=1))
 
 
 def with_validation(

@@ -104,3 +104,15 @@ def test_a_validation_file_with_other_columns_is_refused_in_one_line(app, home):
     message = " ".join(e.value for e in app.error).replace("\\", "")
     assert "the validation file's feature columns are not the dataset file's" in message
     assert len(store_of(home).list_datasets()) == 1  # nothing stored (the first-launch demo only)
+
+
+def test_a_validation_file_of_one_class_is_taken(app, home):
+    pool = [(i * 0.1, (i * 7 % 13) * 0.1, "ab"[i % 2]) for i in range(60)]
+    target = [(i * 0.2, (i * 5 % 11) * 0.1, "b") for i in range(10)]  # the class the user cares about
+    app.file_uploader(key="upload_file").upload("pool.csv", _csv(pool), "text/csv")
+    app.file_uploader(key="upload_validation").upload("target.csv", _csv(target), "text/csv")
+    app.button[[b.label for b in app.button].index("Import file")].click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    store = store_of(home)
+    dataset, split = store.get_dataset(max(d.id for d in store.list_datasets()))
+    assert set(dataset.labels[split.val]) == {dataset.class_names.index("b")}

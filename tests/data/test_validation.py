@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -35,3 +37,25 @@ def test_a_mismatched_validation_set_is_named_in_the_callers_words():
         with_validation(pool, load_dataset(_table(10, "ab", columns="f1,x")))
     with pytest.raises(DataError, match="the validation file has classes that the dataset lacks: \\['z'\\]"):
         with_validation(pool, load_dataset(_table(10, "az")), names=("the dataset", "the validation file"))
+
+
+def test_a_validation_file_may_hold_one_class_a_dataset_to_curate_may_not():
+    from core.data.dataset import Dataset, check_curatable
+    from core.data.validation import load_validation
+
+    one = _table(12, "b")
+    with pytest.raises(DataError, match="same label"):
+        load_dataset(one)  # a pool of one class is refused at once, as before
+    val = load_validation(one)
+    assert val.n == 12 and val.class_names == ("b",)
+    both, split = with_validation(load_dataset(_table(30, "ab")), val, test_fraction=0.25, seed=0)
+    assert set(both.labels[split.val]) == {1} and len(split.val) + len(split.test) == 12
+    npz = io.BytesIO()
+    np.savez(npz, X=np.ones((5, 2), np.float32), y=np.array(["b"] * 5))
+    assert load_validation(("v.npz", npz.getvalue())).class_names == ("b",)
+    # the Dataset itself no longer refuses one class (a validation set is one), so the check before
+    # any curation work does
+    built = Dataset(name="one", ids=np.arange(4).astype(str), labels=np.zeros(4, np.int64),
+                    class_names=("a",), features=np.ones((4, 2), np.float32))
+    with pytest.raises(DataError, match="only one class \\('a'\\)"):
+        check_curatable(built)
