@@ -6,7 +6,8 @@ the read-out needs nothing more. Where it is not (a scraped pool and a small cle
 in-domain set, the common case in curation), the subset should represent the target:
 
 - **class prior**: the class quotas follow the validation set's class shares instead of
-  the pool's class sizes;
+  the pool's class sizes (shrunk towards the pool's by one pseudo-count per class, so that a
+  class a small validation set happens to miss is not dropped from the subset);
 - **covariates**: each pool point counts, as a point to be represented, with its density
   ratio ``p_target(x) / p_pool(x)``, estimated by its ``k`` nearest neighbours among pool
   and validation points together (a neighbour-count domain classifier: it sees clusters,
@@ -33,7 +34,7 @@ import numpy as np
 
 from core.knn import knn
 
-__all__ = ["SHIFT_ALPHA", "TargetShift", "detect_shift", "no_shift", "sample_rows"]
+__all__ = ["SHIFT_ALPHA", "TargetShift", "detect_shift", "no_shift", "sample_rows", "target_shares"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,11 @@ MAX_WEIGHT = 20.0
 #: (the textbook rule); below it, :data:`PRIOR_DRAWS` multinomial draws.
 MIN_EXPECTED = 5.0
 PRIOR_DRAWS = 2000
+#: The target's class shares are the validation counts plus this many pseudo-counts per class
+#: spread at the pool's shares (a Dirichlet prior centred on the pool): a class that a small
+#: validation set happens to miss keeps part of its pool share instead of a quota of 0 (20
+#: validation points, 10 classes: a third of it), while a large validation set decides alone.
+SHARE_PSEUDOCOUNTS = 1.0
 
 
 @dataclass(frozen=True)
@@ -146,8 +152,20 @@ def detect_shift(
     allowed = np.ones(n, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
     weights = _attach(ratio, x, y, x_val, y_val, n_classes, allowed)
     weights = np.minimum(weights / weights.mean(), MAX_WEIGHT)
-    shares = val_counts / max(val_counts.sum(), 1.0)
-    return TargetShift(detected, weights / weights.mean(), shares, auroc, p_cov, p_prior)
+    return TargetShift(detected, weights / weights.mean(), target_shares(val_counts, pool_counts), auroc,
+                       p_cov, p_prior)
+
+
+def target_shares(val_counts: np.ndarray, pool_counts: np.ndarray) -> np.ndarray:
+    """``(C,)`` class shares of the target: validation counts shrunk towards the pool's shares.
+
+    ``(v_c + a p_c) / (M + a)`` with ``a = SHARE_PSEUDOCOUNTS * C`` pseudo-counts at the pool's
+    shares ``p_c``: the posterior mean under a Dirichlet prior centred on the pool.
+    """
+    val_counts, pool_counts = np.asarray(val_counts, dtype=float), np.asarray(pool_counts, dtype=float)
+    a = SHARE_PSEUDOCOUNTS * len(val_counts)
+    pool_shares = pool_counts / max(pool_counts.sum(), 1.0)
+    return (val_counts + a * pool_shares) / (val_counts.sum() + a)
 
 
 def sample_rows(n: int, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 
 from core.errors import ConfigError
 from core.selection.config import HostCPConfig
-from core.selection.target import detect_shift
+from core.selection.target import detect_shift, target_shares
 from core.valuation import SelectionTask, get_method
 from core.valuation.base import stratified_quotas
 from core.valuation.facility_location import (
@@ -63,7 +63,7 @@ def test_a_skewed_class_prior_sets_the_shares_from_the_validation_set():
     xv, yv = _blobs(CENTRES, np.array([40, 40, 40, 40]), 1, CLASSES)  # balanced
     shift = detect_shift(x, y, xv, yv, 2, seed=0)
     assert shift.detected and shift.p_prior < 1e-6
-    np.testing.assert_allclose(shift.shares, [0.5, 0.5])
+    np.testing.assert_allclose(shift.shares, [0.5, 0.5], atol=0.01)  # 160 validation points decide
     q = stratified_quotas(y, 40, 2, shares=shift.shares)
     np.testing.assert_array_equal(q, [20, 20])
     np.testing.assert_array_equal(stratified_quotas(y, 40, 2), [36, 4])  # without: by class sizes
@@ -145,6 +145,19 @@ def test_forced_weights_without_a_detected_shift_say_so():
     assert not forced.detected and forced.weights is not None
     assert forced.note.startswith("target=on (no shift detected)")
     assert "represents the validation set" in forced.note
+
+
+def test_a_class_a_small_validation_set_misses_keeps_part_of_its_quota():
+    pool = np.full(10, 300.0)  # ten classes alike in the pool
+    small = np.r_[np.full(9, 20 / 9), 0.0]  # 20 validation points, none of class 9 (a skewed prior)
+    shares = target_shares(small, pool)
+    assert shares.sum() == pytest.approx(1.0)
+    assert shares[9] == pytest.approx(0.1 / 3)  # a third of its pool share: 10 pseudo-counts against 20
+    quotas = stratified_quotas(np.repeat(np.arange(10), 300), 100, 10, shares=shares)
+    assert quotas[9] == 3 and quotas.sum() == 100  # the validation shares alone gave it 0
+    assert stratified_quotas(np.repeat(np.arange(10), 300), 100, 10, shares=small / 20)[9] == 0
+    large = np.r_[np.full(9, 2000 / 9), 0.0]  # a large validation set without class 9 decides alone
+    assert target_shares(large, pool)[9] < 0.001
 
 
 def test_validation_classes_the_pool_lacks_are_a_prior_shift_even_with_one_pool_class():
