@@ -19,6 +19,7 @@ margin over the best baseline and over random per budget.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import time
@@ -56,6 +57,11 @@ VARIANTS: dict[str, dict] = {
     "gsnq_pca_frozen": {"swap_passes": 2, "learn_phi": False},
     "gsnq_pca_p64": {"swap_passes": 2, "proj_dim": 64, "learn_phi": True},
     "gsnq_pca_noex": {"swap_passes": 2, "exclude_flagged": False, "learn_phi": True},
+    "frozen_p16": {"learn_phi": False, "proj_dim": 16},  # the f_phi space's size (issue 11 part 3)
+    "frozen_p48": {"learn_phi": False, "proj_dim": 48},
+    "frozen_p64": {"learn_phi": False, "proj_dim": 64},  # exact distances up to 64-d
+    "p64_noswap": {"learn_phi": False, "proj_dim": 64, "swap_passes": 0},
+    "p64_noex": {"learn_phi": False, "proj_dim": 64, "exclude_flagged": False},
     "clarabel": {"solver": "Clarabel"},  # the layer's backend before Moreau
     "group4": {"scale": {"solve_group": 4}},  # batch problems per solver call, one existing-set snapshot
     "group8": {"scale": {"solve_group": 8}},
@@ -178,7 +184,8 @@ def main() -> None:
                     for v in filter(None, args.variants.split(",")):
                         jobs.append((name, fold, seed, b, v, "hostcp", _merged(VARIANTS[v], extra)))
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers) as ex:
+    # spawned workers: the engine must not be forked (core.processes warns, and cleanlab's pool can hang)
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as ex:
         rows = list(ex.map(_run_one, jobs))
     df = pd.DataFrame(rows)
     if args.out:

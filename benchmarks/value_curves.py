@@ -90,6 +90,9 @@ def main() -> None:
                     help="a DetectorConfig field for the flags every method gets (repeatable), "
                          "e.g. oof_model=logistic or neighbour_power=0")
     ap.add_argument("--flag-seed", type=int, default=0, help="seed of the detector's folds (the flags)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a HostCPConfig field for HOST-CP's run (repeatable, as `hostcp select --set`), "
+                         "e.g. proj_dim=32 to measure a default against its alternative")
     args = ap.parse_args()
     makers = {
         "digits0": lambda: digits_data(0.0), "digits10": lambda: digits_data(0.1),
@@ -109,6 +112,9 @@ def main() -> None:
         from core.settings import parse_settings
 
         detector = parse_settings(args.detector, asdict(DetectorConfig()))
+    from core.settings import method_settings, parse_settings
+
+    hostcp = parse_settings(args.set, method_settings("hostcp"))
     all_rows = []
     for name in names:
         t0 = time.perf_counter()
@@ -134,7 +140,7 @@ def main() -> None:
             df = value_curve(
                 d.x_train, d.y_train, d.x_val, d.y_val, d.x_test, d.y_test, n_classes=d.n_classes,
                 budgets=budgets, methods=args.methods.split(","), seeds=seeds,
-                flagged=d.flagged, suspect=d.suspect,
+                flagged=d.flagged, suspect=d.suspect, method_config={"hostcp": hostcp},
             )
         df["dataset"] = d.name
         all_rows.append(df)
