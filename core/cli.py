@@ -62,7 +62,8 @@ def load_input(source: str, *, label_column: str = "label", validation: bool = F
         load = load_validation if validation else load_dataset
         return load(path, label_column=label_column)
     except LabelColumnError as e:  # the loader says "choose it as the label column": say how, here
-        flag = f"--label-column {e.guess!r}" if e.guess is not None else "--label-column NAME"
+        name = "--val-label-column" if validation else "--label-column"
+        flag = f"{name} {e.guess!r}" if e.guess is not None else f"{name} NAME"
         raise LabelColumnError(f"{e} Give it with {flag}.", guess=e.guess) from e
 
 
@@ -163,7 +164,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     )
     data = load_input(args.data, label_column=args.label_column)
     if args.val:
-        val = load_input(args.val, label_column=args.label_column, validation=True)
+        val = load_input(args.val, label_column=args.val_label_column or args.label_column, validation=True)
         dataset, split = with_validation(data, val)
         check_curatable(dataset)
     else:

@@ -62,6 +62,8 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], int]]) -> ar
     p.add_argument("data", help="a .zip of class folders, .csv, .parquet, .npz, or demo:NAME")
     p.add_argument("--out", required=True, help="folder for selection.csv and project.json")
     p.add_argument("--val", help="validation set; without it a stratified share of DATA is held out")
+    p.add_argument("--val-label-column", default=None,
+                   help="label column of VAL when it is not DATA's (default: --label-column)")
     p.add_argument("--budget", type=float, default=0.1, help="fraction of candidates to select")
     p.add_argument("--method", default="hostcp", help=_methods_help())
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the method")

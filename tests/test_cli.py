@@ -426,3 +426,15 @@ def test_select_takes_a_validation_file_of_one_class(small_csv, tmp_path, capsys
     assert "target: shift detected between pool and validation set" in capsys.readouterr().out
     chosen = pd.read_csv(data)["label"][_selection(out)["selected"] == 1]
     assert (chosen == "bee").mean() > 0.5  # by the pool's shares about a third
+
+
+def test_select_reads_a_validation_file_by_its_own_label_column(small_csv, tmp_path, capsys):
+    df = pd.read_csv(small_csv)
+    data, val_path, out = tmp_path / "data.csv", tmp_path / "val.csv", tmp_path / "out"
+    df.iloc[:180].to_csv(data, index=False)
+    df.iloc[180:].rename(columns={"label": "class"}).to_csv(val_path, index=False)
+    args = ["select", str(data), "--val", str(val_path), "--out", str(out), "--method", "random"]
+    assert main(args) == 2
+    assert "Give it with --val-label-column 'class'" in capsys.readouterr().err
+    assert main([*args, "--val-label-column", "class"]) == 0
+    assert _selection(out)["value"].notna().all()

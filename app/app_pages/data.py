@@ -42,6 +42,11 @@ with upload_tab:
             "Label column (CSV/Parquet)", value="label", key="label_column",
             help="The column that holds the classes; every other column but `id` is a feature.",
         )
+        val_label_column = st.text_input(
+            "Validation set's label column", value="", key="val_label_column", placeholder="the dataset's",
+            help="Only where the validation file names its label column differently; its feature "
+                 "columns must be the dataset's.",
+        )
         do_upload = st.form_submit_button("Import file", type="primary")
     if do_upload:
         if uploaded is None:
@@ -60,7 +65,9 @@ with upload_tab:
                         from core.data.validation import load_validation
                         from core.pipeline import import_with_validation
 
-                        val = load_validation((validation.name, validation.getvalue()), label_column=column)
+                        val_column = val_label_column.strip() or column
+                        val = load_validation((validation.name, validation.getvalue()),
+                                              label_column=val_column)
                         did = import_with_validation(store, dataset, val, seed=0)
                 services.set_current_dataset(did)
                 extra = "" if validation is None else f" and {val.n} of your validation set"

@@ -26,8 +26,13 @@ def load_validation(source: Source, *, label_column: str = "label") -> Dataset:
     its classes are the pool's, so the pool's two-class rule does not apply to it.
     """
     from core.data.loaders import load_dataset
+    from core.data.tables import LabelColumnError
 
-    return load_dataset(source, label_column=label_column, limits=LoadLimits(min_classes=1))
+    try:
+        return load_dataset(source, label_column=label_column, limits=LoadLimits(min_classes=1))
+    except LabelColumnError as e:  # it has a box (a flag) of its own: name that one
+        said = str(e).replace("as the label column", "as the validation set's label column")
+        raise LabelColumnError(said, guess=e.guess) from e
 
 
 def with_validation(

@@ -116,3 +116,17 @@ def test_a_validation_file_of_one_class_is_taken(app, home):
     store = store_of(home)
     dataset, split = store.get_dataset(max(d.id for d in store.list_datasets()))
     assert set(dataset.labels[split.val]) == {dataset.class_names.index("b")}
+
+
+def test_a_validation_file_with_its_own_label_column_name_is_read_with_its_box(app, home):
+    pool = [(i * 0.1, (i * 7 % 13) * 0.1, "ab"[i % 2]) for i in range(60)]
+    target = "f1,f2,class\n" + "".join(f"{i * 0.2},{(i * 5 % 11) * 0.1},{'ab'[i % 2]}\n" for i in range(24))
+    app.file_uploader(key="upload_file").upload("pool.csv", _csv(pool), "text/csv")
+    app.file_uploader(key="upload_validation").upload("target.csv", target.encode(), "text/csv")
+    app.button[[b.label for b in app.button].index("Import file")].click().run()
+    message = " ".join(e.value for e in app.error).replace("\\", "")
+    assert "Choose 'class' as the validation set's label column" in message  # the box to set, by name
+    app.text_input(key="val_label_column").input("class")
+    app.button[[b.label for b in app.button].index("Import file")].click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    assert [metric(app, k) for k in ("Train", "Validation", "Test")] == ["60", "12", "12"]
