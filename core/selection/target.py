@@ -15,7 +15,9 @@ in-domain set, the common case in curation), the subset should represent the tar
   points whose nearest pool point of their class it is (so target points far from any
   dense pool region still pull the set towards them).
 
-Both are switched on only when a test says the pool and the validation set differ:
+Both are switched on only when a test says the pool and the validation set differ (the
+weights only when the covariate test does: where the prior test alone fires, often a small
+validation set, the ratios are estimates that test could not tell from 1):
 a chi-square test of the validation labels against the pool's class shares, and a
 permutation test of the neighbour classifier's AUROC (labels of "pool" and "validation"
 shuffled over the same neighbour graph). Without a detected shift the run is the one it
@@ -91,8 +93,11 @@ class TargetShift:
             return "target=off: the set represents the pool (pool and validation set not compared)"
         found = (f"neighbour AUROC {self.auroc:.3f} (p={self.p_covariate:.3g}), class prior "
                  f"p={self.p_prior:.3g}")
-        if self.weights is None:
+        if self.shares is None:
             return f"no shift between pool and validation set ({found}): the set represents the pool"
+        if self.weights is None:
+            return (f"shift detected between pool and validation set ({found}), in the class prior "
+                    "only: quotas by the validation set's class shares, points count alike")
         why = "shift detected" if self.detected else "target=on (no shift detected)"
         return (f"{why} between pool and validation set ({found}): the set represents the "
                 "validation set's distribution (quotas by its class shares, points weighted by "
@@ -144,6 +149,8 @@ def detect_shift(
     detected = min(p_prior, p_cov) < SHIFT_ALPHA
     if not (detected or force):
         return TargetShift(False, None, None, auroc, p_cov, p_prior)
+    if p_cov >= SHIFT_ALPHA and not force:  # the prior alone: density ratios the test could not tell
+        return TargetShift(True, None, target_shares(val_counts, pool_counts), auroc, p_cov, p_prior)
     v = _validation_neighbours(x, ref, idx, pool_ref, src, k)
     # k pseudo-neighbours at the base rate, as many as the real ones: a ratio read off a few
     # neighbours is shrunk halfway to 1 (a sharper estimate, a fifth of them, was no better)

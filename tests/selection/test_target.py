@@ -204,3 +204,17 @@ def test_the_validation_half_survives_the_clip_when_the_pool_is_many_times_the_v
     held = (w - ratio / ratio.sum() * w.sum())[w > 1.5].sum() / w.sum()  # what the validation points hold
     assert held == pytest.approx(VAL_SHARE, abs=0.05)
     assert w.max() <= 1.1 * MAX_WEIGHT  # shared mass overlaps a little; renormalised after the clip
+
+
+def test_a_shift_in_the_class_prior_alone_sets_the_quotas_but_not_the_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 8)).astype(np.float32)  # both classes drawn alike: x says nothing of y
+    y = np.r_[np.zeros(300), np.ones(300)].astype(np.int64)
+    xv = rng.normal(size=(100, 8)).astype(np.float32)
+    yv = np.r_[np.zeros(90), np.ones(10)].astype(np.int64)  # the target: 90 % class 0
+    shift = detect_shift(x, y, xv, yv, 2, seed=0)
+    assert shift.detected and shift.p_prior < 1e-6 and shift.p_covariate >= 0.01
+    assert shift.weights is None and shift.shares[0] > 0.85  # the ratios were noise the test saw as such
+    assert "class prior only" in shift.note and "points count alike" in shift.note
+    forced = detect_shift(x, y, xv, yv, 2, seed=0, force=True)  # target="on" still weighs the points
+    assert forced.weights is not None
