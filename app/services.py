@@ -66,7 +66,7 @@ __all__ = [
 DEFAULT_DEMO = "digits-noisy"
 #: The upload limit, mirrored from ``.streamlit/config.toml`` (server.maxUploadSize).
 MAX_UPLOAD_MB = 200
-#: Key of the cached UMAP layout written by :func:`core.pipeline.compute_umap` with defaults.
+#: Key of the cached UMAP layout written by :func:`core.explain.compute_umap` with defaults.
 UMAP_KEY = "auto|0"
 #: Shown (after what was being done) for an error that is a bug; the traceback is in the server log.
 UNEXPECTED_ERROR = "an unexpected error happened; the details are in the server log."

@@ -209,7 +209,8 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_curve(args: argparse.Namespace) -> int:
-    from core.pipeline import import_dataset, run_value_curve
+    from core.explain import run_value_curve
+    from core.pipeline import import_dataset
     from core.valuation import available_methods
 
     out = Path(args.out)

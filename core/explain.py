@@ -2,7 +2,7 @@
 
 Both read a stored dataset through :mod:`core.pipeline`'s helpers (embeddings, the current
 mislabel scores, the candidate rows) and write their result back to the store, like every
-other step; :mod:`core.pipeline` re-exports them.
+other step (the CLI's ``curve`` and the Select page call them from here).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def run_value_curve(
     if len(split.test) == 0:
         raise ConfigError("This dataset has no test split, so subset value cannot be measured.")
     emb = embeddings_of(store, dataset, split, backbone=backbone, device=device,
-                 reporter=SubReporter(reporter, 0, 0.05))
+                        reporter=SubReporter(reporter, 0, 0.05))
     mis = current_mislabels(
         store, dataset_id, backbone=backbone, device=device, reporter=SubReporter(reporter, 0.05, 0.1),
         embeddings=emb, executor=executor,

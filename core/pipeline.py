@@ -1,4 +1,6 @@
-"""The engine's steps on a stored dataset: import, embed, detect mislabels, select, curves, UMAP.
+"""The engine's steps on a stored dataset: import, embed, detect mislabels, select.
+
+The steps that show why (value curves, the UMAP map) are in :mod:`core.explain`.
 
 Each step reads what it needs from the :class:`~core.store.Store`, reports
 progress through a :class:`~core.progress.Reporter`, and writes its result
@@ -39,8 +41,6 @@ __all__ = [
     "embeddings_of",
     "candidate_rows",
     "DEFAULT_BUDGETS",
-    "run_value_curve",
-    "compute_umap",
 ]
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ def run_selection(
     info = store.dataset_info(dataset_id)
     dataset, split = store.get_dataset(dataset_id)  # read once: embedding, detection and split use it
     emb = embeddings_of(store, dataset, split, backbone=spec.backbone, device=spec.device,
-                 reporter=SubReporter(reporter, 0.0, 0.1))
+                        reporter=SubReporter(reporter, 0.0, 0.1))
     del dataset  # an image stack is not needed past the embedding
     mis = current_mislabels(
         store,
@@ -350,8 +350,3 @@ def selection_at_budget(run: RunRecord, budget: float) -> np.ndarray:
     cand = ~np.isnan(run.value)
     k = max(0, min(int(round(float(budget) * cand.sum())), int(cand.sum())))
     return top_k_mask(run.value, k, allowed=cand)
-
-
-# the steps that show why (value curves, the map) live in core.explain; imported here last, so
-# that `from core.pipeline import run_value_curve` keeps working for the CLI and the app
-from core.explain import compute_umap, run_value_curve  # noqa: E402

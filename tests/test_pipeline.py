@@ -89,7 +89,7 @@ def test_value_curve_scores_against_true_labels_when_known(store, monkeypatch):
     """A demo with injected noise is scored on its clean test labels, never the flipped ones."""
     import core.evaluate
     from core.data import load_demo
-    from core.pipeline import run_value_curve
+    from core.explain import run_value_curve
 
     dataset = load_demo("digits-noisy")
     did = import_dataset(store, dataset, seed=0)

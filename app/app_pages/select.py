@@ -210,7 +210,7 @@ with services.engine_errors("Showing the run"):
             umap_running = job_panel(did, "umap", title="Map layout (UMAP)")
             if not umap_running:
                 if services.latest_job(did, "umap") is None:  # first visit: lay out once, in the background
-                    from core.pipeline import compute_umap
+                    from core.explain import compute_umap
 
                     services.submit(
                         "umap",
@@ -219,7 +219,7 @@ with services.engine_errors("Showing the run"):
                     )
                     st.rerun()
                 if st.button("Compute the map", key="compute_map"):
-                    from core.pipeline import compute_umap
+                    from core.explain import compute_umap
 
                     services.submit(
                         "umap",
@@ -262,7 +262,7 @@ with services.engine_errors("Showing the run"):
         if go_curve:
             with services.engine_errors("Starting the value curves"):
                 from core.errors import ConfigError
-                from core.pipeline import run_value_curve
+                from core.explain import run_value_curve
 
                 budgets = parse_budgets(budgets_text)
                 if not curve_methods:
