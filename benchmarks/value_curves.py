@@ -60,6 +60,8 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
 def check_targets(df: pd.DataFrame, clean: bool) -> list[str]:
     """HOST-CP vs the best baseline per budget (targets of the brief)."""
     g = df[df.method != "full"].groupby(["method", "budget"])["accuracy"].mean().unstack()
+    if "hostcp" not in g.index:
+        return ["(targets need HOST-CP in the run)"]
     out = []
     for b in g.columns:
         host = g.loc["hostcp", b]
@@ -104,16 +106,13 @@ def main() -> None:
     names = ["digits30"] if args.quick else args.datasets.split(",")
     seeds = 1 if args.quick else args.seeds
     budgets = tuple(float(b) for b in args.budgets.split(","))
-    detector = {}
-    if args.detector:  # typed and checked like --set (core.settings)
-        from dataclasses import asdict
+    from dataclasses import asdict
 
-        from core.mislabel.detector import DetectorConfig
-        from core.settings import parse_settings
-
-        detector = parse_settings(args.detector, asdict(DetectorConfig()))
+    from core.mislabel.detector import DetectorConfig
     from core.settings import method_settings, parse_settings
 
+    # both typed and checked like `hostcp select --set` (core.settings)
+    detector = parse_settings(args.detector, asdict(DetectorConfig()))
     hostcp = parse_settings(args.set, method_settings("hostcp"))
     all_rows = []
     for name in names:
