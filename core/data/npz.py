@@ -20,7 +20,7 @@ from core.data.dataset import Dataset
 from core.data.images import fit_stack
 from core.data.limits import LoadLimits, one_line
 from core.data.tables import (
-    check_two_classes,
+    check_class_count,
     column_list,
     encode_labels,
     ids_from_column,
@@ -92,7 +92,7 @@ def from_npz(data: bytes, *, filename: str, name: str, limits: LoadLimits) -> Da
                 f"has {len(names)} entries. Make y index into class_names."
             )
         labels, class_names = y.astype(np.int64), tuple(names)
-        check_two_classes(labels, class_names, where=filename, minimum=limits.min_classes)
+        check_class_count(labels, class_names, where=filename, minimum=limits.min_classes)
     else:
         labels, class_names = encode_labels(pd.Series(y), where=filename, rows=rows,
                                             min_classes=limits.min_classes)

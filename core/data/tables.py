@@ -28,7 +28,7 @@ from core.errors import ArchiveError, DataError
 __all__ = [
     "EXPORT_ONLY_COLUMNS",
     "LabelColumnError",
-    "check_two_classes",
+    "check_class_count",
     "column_list",
     "encode_labels",
     "format_name",
@@ -52,13 +52,23 @@ class LabelColumnError(DataError):
     Label column box, the Python API's ``label_column``); the command line adds its
     flag, ``--label-column``.
 
+    The loaders write the box's name as :data:`ROLE`, a placeholder, so that a file with a
+    box of its own (the validation set's label column) is named by :meth:`for_role`
+    without rewriting the words around it.
+
     Attributes:
         guess: The column that most likely holds the labels, or ``None``.
     """
 
-    def __init__(self, message: str, *, guess: str | None = None) -> None:
-        super().__init__(message)
-        self.guess = guess
+    ROLE = "\x00role\x00"  # where the message names the box to set (no file or column holds a NUL)
+
+    def __init__(self, message: str, *, guess: str | None = None, role: str = "label column") -> None:
+        super().__init__(message.replace(self.ROLE, role))
+        self.template, self.guess = message, guess
+
+    def for_role(self, role: str) -> LabelColumnError:
+        """The same error naming ``role`` (e.g. "validation set's label column") as the box to set."""
+        return LabelColumnError(self.template, guess=self.guess, role=role)
 
 
 #: Columns an export (core.export) writes besides ``id``, ``label`` and the features. A table
@@ -174,8 +184,9 @@ def from_frame(
     columns = list(frame.columns)
     if label_column not in columns:
         guess = _guess_label(label_column, columns)
-        hint = (f"Did you mean {guess!r}? Choose {guess!r} as the label column." if guess is not None
-                else "Choose the column that holds the classes as the label column.")
+        role = LabelColumnError.ROLE
+        hint = (f"Did you mean {guess!r}? Choose {guess!r} as the {role}." if guess is not None
+                else f"Choose the column that holds the classes as the {role}.")
         raise LabelColumnError(
             f"{filename} has no label column {label_column!r}. Columns present: {column_list(columns)}. "
             f"{hint}", guess=guess,
@@ -305,12 +316,12 @@ def encode_labels(
         uniq, labels = np.unique(column.astype(str).to_numpy(), return_inverse=True)
         names = tuple(str(u) for u in uniq)
     labels = labels.astype(np.int64).ravel()
-    check_two_classes(labels, names, where=where, minimum=min_classes)
+    check_class_count(labels, names, where=where, minimum=min_classes)
     return labels, names
 
 
-def check_two_classes(labels: np.ndarray, names: tuple[str, ...], *, where: str, minimum: int = 2) -> None:
-    """Raise a DataError naming the file when fewer than two classes are present (``minimum=1``: never).
+def check_class_count(labels: np.ndarray, names: tuple[str, ...], *, where: str, minimum: int = 2) -> None:
+    """Raise a DataError naming the file when fewer than ``minimum`` classes are present (1: never).
 
     A clean validation set may hold one class (``LoadLimits.min_classes``); a dataset to curate may not.
     """
@@ -354,8 +365,8 @@ def numeric_features(frame: pd.DataFrame, *, where: str, rows: RowRef) -> np.nda
         bad.append(f"{quoted(col)}{example}")
     if bad:
         raise LabelColumnError(
-            f"{where}: feature columns must be numeric; not numeric: {_head(bad)}. Drop or "
-            "encode these columns, or choose one of them as the label column if it holds the classes."
+            f"{where}: feature columns must be numeric; not numeric: {_head(bad)}. Drop or encode "
+            f"these columns, or choose one of them as the {LabelColumnError.ROLE} if it holds the classes."
         )
     values = frame.to_numpy(dtype=np.float64)
     with np.errstate(over="ignore"):  # values beyond float32 become inf and are reported below

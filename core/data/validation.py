@@ -31,8 +31,7 @@ def load_validation(source: Source, *, label_column: str = "label") -> Dataset:
     try:
         return load_dataset(source, label_column=label_column, limits=LoadLimits(min_classes=1))
     except LabelColumnError as e:  # it has a box (a flag) of its own: name that one
-        said = str(e).replace("as the label column", "as the validation set's label column")
-        raise LabelColumnError(said, guess=e.guess) from e
+        raise e.for_role("validation set's label column") from e
 
 
 def with_validation(

@@ -59,3 +59,22 @@ def test_a_validation_file_may_hold_one_class_a_dataset_to_curate_may_not():
                     class_names=("a",), features=np.ones((4, 2), np.float32))
     with pytest.raises(DataError, match="only one class \\('a'\\)"):
         check_curatable(built)
+
+
+@pytest.mark.parametrize(("header", "row", "said"), [
+    ("f1,f2,target", "{i},{j},{c}", "Choose 'target' as the validation set's label column."),
+    ("word,f2,label", "{c},{j},{c}", "choose one of them as the validation set's label column if it holds"),
+])
+def test_a_label_column_error_names_the_validation_box_not_the_datasets(header, row, said):
+    from core.data.tables import LabelColumnError
+    from core.data.validation import load_validation
+
+    rows = "".join(row.format(i=i, j=i % 3, c="ab"[i % 2]) + "\n" for i in range(8))
+    table = ("v.csv", f"{header}\n{rows}".encode())
+    with pytest.raises(LabelColumnError) as pool_error:
+        load_dataset(table)
+    assert said.replace("validation set's ", "") in str(pool_error.value)  # the dataset's own box
+    with pytest.raises(LabelColumnError) as val_error:
+        load_validation(table)
+    assert said in str(val_error.value) and val_error.value.guess == pool_error.value.guess
+    assert LabelColumnError.ROLE not in str(val_error.value)
