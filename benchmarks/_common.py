@@ -43,14 +43,18 @@ def _split(x: np.ndarray, y: np.ndarray, n_classes: int, noise: float, name: str
     return BenchData(name, x[tr], y_tr, y[tr], x[va], y[va], x[te], y[te], n_classes)
 
 
-def digits_data(noise: float = 0.0) -> BenchData:
-    """sklearn digits (64-d pixels, standardised), train labels flipped at ``noise``."""
+def digits_data(noise: float = 0.0, split_seed: int = 0) -> BenchData:
+    """sklearn digits (64-d pixels, standardised), train labels flipped at ``noise``.
+
+    ``split_seed``: seed of the train / validation / test split and of the flips (0: the tables').
+    """
     x, y = load_digits(return_X_y=True)
-    return _split(x.astype(np.float64), y.astype(np.int64), 10, noise, f"digits noise={noise:.0%}")
+    return _split(x.astype(np.float64), y.astype(np.int64), 10, noise, f"digits noise={noise:.0%}",
+                  seed=split_seed)
 
 
-def mixture_data(noise: float = 0.0) -> BenchData:
-    """The project's 2-D Gaussian mixture demo (or an equivalent generated here)."""
+def mixture_data(noise: float = 0.0, split_seed: int = 0) -> BenchData:
+    """The project's 2-D Gaussian mixture demo (or an equivalent made here); ``split_seed``: as digits'."""
     try:
         from core.data.demos import load_demo
 
@@ -63,19 +67,23 @@ def mixture_data(noise: float = 0.0) -> BenchData:
         ang = 2 * np.pi * np.arange(c) / c
         means = np.stack([np.cos(ang), np.sin(ang)], 1) * 2.0
         x = means[y] + rng.normal(size=(n, 2)) * np.array([1.0, 0.5])
-    return _split(x, y, c, noise, f"mixture noise={noise:.0%}")
+    return _split(x, y, c, noise, f"mixture noise={noise:.0%}", seed=split_seed)
 
 
-def nonlinear_data(noise: float = 0.0, n: int = 3000, seed: int = 0) -> BenchData:
+def nonlinear_data(
+    noise: float = 0.0, n: int = 3000, seed: int = 0, split_seed: int | None = None
+) -> BenchData:
     """``core.data.demos.nonlinear_classes``: 10 classes in 40-d no linear model separates.
 
     The generator lives in ``core.data.demos`` (beside ``flip_labels``) so that the engine's
     tests, the mislabel benchmark and the value-curve benchmarks draw the same points.
+    ``split_seed`` (default ``seed``) splits the same points another way.
     """
     from core.data.demos import nonlinear_classes
 
     x, y = nonlinear_classes(n, seed=seed)
-    return _split(x.astype(np.float64), y, 10, noise, f"nonlinear noise={noise:.0%}", seed=seed)
+    return _split(x.astype(np.float64), y, 10, noise, f"nonlinear noise={noise:.0%}",
+                  seed=seed if split_seed is None else split_seed)
 
 
 def with_flags(d: BenchData, seed: int = 0, detector: dict | None = None) -> BenchData:

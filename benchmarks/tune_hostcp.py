@@ -32,7 +32,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import digits_data, mixture_data  # noqa: E402
+from benchmarks._common import digits_data, mixture_data, nonlinear_data  # noqa: E402
 from core.cli import parse_settings  # noqa: E402
 from core.evaluate import DEFAULT_BUDGETS  # noqa: E402
 
@@ -81,7 +81,7 @@ def _merged(variant: dict, extra: dict) -> dict:
 def _pool(name: str) -> tuple[np.ndarray, np.ndarray, int, float]:
     """Clean features/labels of the benchmark's train + val rows (never its test rows)."""
     kind, noise = name.rstrip("0123456789"), int(name[len(name.rstrip("0123456789")):] or 0) / 100
-    d = digits_data(0.0) if kind == "digits" else mixture_data(0.0)
+    d = {"digits": digits_data, "mixture": mixture_data, "nonlinear": nonlinear_data}[kind](0.0)
     x = np.concatenate([d.x_train, d.x_val])
     y = np.concatenate([d.y_true, d.y_val])
     return x, y, d.n_classes, noise
@@ -154,7 +154,9 @@ def summarise(df: pd.DataFrame) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default="digits0,digits30")
+    ap.add_argument("--datasets", default="digits0,digits30",
+                    help="digits, mixture or nonlinear (the 10-class 40-d set) with the noise percent, "
+                         "e.g. nonlinear30")
     ap.add_argument("--variants", default="default")
     ap.add_argument("--baselines", default=",".join(BASELINES))
     ap.add_argument("--folds", type=int, default=3)
