@@ -6,14 +6,18 @@ decoder and the table readers share them without importing one another.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
+
+import numpy as np
 
 from core.errors import ConfigError, one_line
 
-__all__ = ["LoadLimits", "listing", "one_line", "quoted"]
+__all__ = ["LoadLimits", "RowRef", "column_list", "listing", "one_line", "quoted", "row_ref", "row_sources"]
 
 _SHOW = 10  # how many offending items an error message names
+RowRef = Callable[[np.ndarray], str]  # describes 0-based row indices for messages
 
 
 @dataclass(frozen=True)
@@ -75,14 +79,14 @@ class LoadLimits:
             raise ConfigError(f"LoadLimits.max_ratio must be > 1; got {self.max_ratio!r}.")
 
 
-def listing(items: Sequence[str], *, quote: bool = True, sep: str = ", ") -> str:
+def listing(items: Sequence[str], *, quote: bool = True, sep: str = ", ", show: int = _SHOW) -> str:
     """The first few items of a list and how many more there are, on one line.
 
     Error messages name what is wrong, but a list of 5,000 bad members must not
     become a 5,000-line message.
     """
-    shown = sep.join(quoted(i) if quote else one_line(str(i)) for i in items[:_SHOW])
-    more = len(items) - _SHOW
+    shown = sep.join(quoted(i) if quote else one_line(str(i)) for i in items[:show])
+    more = len(items) - show
     return shown + (f" and {more} more" if more > 0 else "")
 
 
@@ -90,3 +94,30 @@ def quoted(value: object, *, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters: a 200 KB cell or name must not fill the message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def column_list(columns: Sequence[object]) -> str:
+    """The first 20 column names, quoted (a table may have thousands)."""
+    return listing(list(columns), show=20)
+
+
+def row_sources(filename: str, n: int) -> np.ndarray:
+    """``(n,)`` sources ``name.csv:row 1``... (file name without its folder)."""
+    base = PurePath(filename).name
+    return np.array([f"{base}:row {i + 1}" for i in range(n)], dtype=str)
+
+
+def row_ref(line_offset: int | None) -> RowRef:
+    """Describe rows for messages: 1-based data rows, plus file lines when ``line_offset`` is set."""
+    return lambda idx: _rows(idx, line_offset)
+
+
+def _rows(idx: np.ndarray, line_offset: int | None) -> str:
+    """Describe 0-based row indices as 1-based data rows (and file lines for CSV)."""
+    idx = np.asarray(idx).ravel()
+    parts = []
+    for i in idx[:_SHOW]:
+        line = f" (line {int(i) + line_offset})" if line_offset else ""
+        parts.append(f"{int(i) + 1}{line}")
+    more = f" and {len(idx) - _SHOW} more" if len(idx) > _SHOW else ""
+    return f"row{'s' if len(idx) > 1 else ''} {', '.join(parts)}{more}"

@@ -18,16 +18,8 @@ import pandas as pd
 from core.data.archive import open_archive
 from core.data.dataset import Dataset
 from core.data.images import fit_stack
-from core.data.limits import LoadLimits, one_line
-from core.data.tables import (
-    check_class_count,
-    column_list,
-    encode_labels,
-    ids_from_column,
-    numeric_features,
-    row_ref,
-    row_sources,
-)
+from core.data.limits import LoadLimits, column_list, one_line, row_ref, row_sources
+from core.data.tables import check_class_count, encode_labels, ids_from_column, numeric_features
 from core.errors import ArchiveError, DataError
 
 __all__ = ["from_npz"]

@@ -12,7 +12,6 @@ import csv
 import difflib
 import io
 from collections import Counter
-from collections.abc import Callable
 from pathlib import PurePath
 
 import numpy as np
@@ -21,7 +20,7 @@ import pandas as pd
 from core.data.archive import normalize_member, open_archive
 from core.data.dataset import Dataset
 from core.data.images import decode_images
-from core.data.limits import LoadLimits, listing, one_line, quoted
+from core.data.limits import LoadLimits, RowRef, column_list, listing, one_line, quoted, row_ref, row_sources
 from core.data.sources import Source, describe, read_bytes
 from core.errors import ArchiveError, DataError
 
@@ -29,20 +28,15 @@ __all__ = [
     "EXPORT_ONLY_COLUMNS",
     "LabelColumnError",
     "check_class_count",
-    "column_list",
     "encode_labels",
     "format_name",
     "from_frame",
     "ids_from_column",
     "numeric_features",
     "read_table",
-    "row_ref",
-    "row_sources",
 ]
 
 _LABEL_GUESSES = ("label", "labels", "class", "classes", "target", "y", "category")
-_SHOW = 10  # rows or columns listed in one message
-RowRef = Callable[[np.ndarray], str]  # describes 0-based row indices for messages
 
 
 class LabelColumnError(DataError):
@@ -400,35 +394,6 @@ def _guess_label(label_column: str, columns: list[str]) -> str | None:
         close = difflib.get_close_matches(label_column, columns, n=1, cutoff=0.6)
         guess = close[0] if close else None
     return guess
-
-
-def row_sources(filename: str, n: int) -> np.ndarray:
-    """``(n,)`` sources ``name.csv:row 1``... (file name without its folder)."""
-    base = PurePath(filename).name
-    return np.array([f"{base}:row {i + 1}" for i in range(n)], dtype=str)
-
-
-def row_ref(line_offset: int | None) -> RowRef:
-    """Describe rows for messages: 1-based data rows, plus file lines when ``line_offset`` is set."""
-    return lambda idx: _rows(idx, line_offset)
-
-
-def _rows(idx: np.ndarray, line_offset: int | None) -> str:
-    """Describe 0-based row indices as 1-based data rows (and file lines for CSV)."""
-    idx = np.asarray(idx).ravel()
-    parts = []
-    for i in idx[:_SHOW]:
-        line = f" (line {int(i) + line_offset})" if line_offset else ""
-        parts.append(f"{int(i) + 1}{line}")
-    more = f" and {len(idx) - _SHOW} more" if len(idx) > _SHOW else ""
-    return f"row{'s' if len(idx) > 1 else ''} {', '.join(parts)}{more}"
-
-
-def column_list(columns) -> str:
-    """Quote the first few column names."""
-    columns = list(columns)
-    more = f" and {len(columns) - 20} more" if len(columns) > 20 else ""
-    return ", ".join(quoted(c) for c in columns[:20]) + more
 
 
 def format_name(filename: str) -> str:
