@@ -58,6 +58,14 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
     return g.pivot(index="method", columns="budget", values="cell")
 
 
+def split_margins(df: pd.DataFrame) -> str:
+    """HOST-CP minus the best baseline per budget (points) on one split, and who that baseline is."""
+    g = df[df.method != "full"].groupby(["method", "budget"])["accuracy"].mean().unstack()
+    base = g.drop(index="hostcp")
+    return ", ".join(f"{b:.0%} {(g.loc['hostcp', b] - base[b].max()) * 100:+.1f} ({base[b].idxmax()})"
+                     for b in g.columns)
+
+
 def check_targets(df: pd.DataFrame, clean: bool) -> list[str]:
     """HOST-CP vs the best baseline per budget (targets of the brief)."""
     g = df[df.method != "full"].groupby(["method", "budget"])["accuracy"].mean().unstack()
@@ -93,16 +101,18 @@ def main() -> None:
                     help="a DetectorConfig field for the flags every method gets (repeatable), "
                          "e.g. oof_model=logistic or neighbour_power=0")
     ap.add_argument("--flag-seed", type=int, default=0, help="seed of the detector's folds (the flags)")
-    ap.add_argument("--split-seed", type=int, default=0,
+    ap.add_argument("--split-seed", default="0",
                     help="seed of the train / validation / test split and of the label flips (0: the "
-                         "README's tables); another one tells a method's lead from one split's luck")
+                         "README's tables); another one tells a method's lead from one split's luck. "
+                         "A list (0,1,2,3,4) runs each split and pools them: mean +- std over every "
+                         "split and seed, and HOST-CP's margin on each split")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a HostCPConfig field for HOST-CP's run (repeatable, as `hostcp select --set`), "
                          "e.g. proj_dim=32 to measure a default against its alternative")
     args = ap.parse_args()
     kinds = {"digits": digits_data, "mixture": mixture_data, "nonlinear": nonlinear_data}
-    makers = {f"{kind}{pct}": partial(make, pct / 100, split_seed=args.split_seed)
-              for kind, make in kinds.items() for pct in (0, 10, 30)}
+    splits = [int(v) for v in args.split_seed.split(",")]
+    makers = {f"{kind}{pct}": partial(make, pct / 100) for kind, make in kinds.items() for pct in (0, 10, 30)}
     names = ["digits30"] if args.quick else args.datasets.split(",")
     seeds = 1 if args.quick else args.seeds
     budgets = tuple(float(b) for b in args.budgets.split(","))
@@ -117,40 +127,57 @@ def main() -> None:
     all_rows = []
     for name in names:
         t0 = time.perf_counter()
-        d = with_flags(makers[name](), seed=args.flag_seed, detector=detector)
-        flip = d.y_train != d.y_true
-        prec = (flip & d.flagged).sum() / max(d.flagged.sum(), 1)
-        rec = (flip & d.flagged).sum() / max(flip.sum(), 1)
-        print(f"\n## {d.name}: train {len(d.y_train)}, val {len(d.y_val)}, test {len(d.y_test)}; "
-              f"flagged {int(d.flagged.sum())} (precision {prec:.2f}, recall {rec:.2f})", flush=True)
-        if args.ablate:
-            # tune on VALIDATION: the evaluator is scored on the val split, never on test
-            rows = []
-            for ab in args.ablations.split(","):
-                df = _ablate_one(d, ABLATIONS[ab], seeds, budgets, score_on=args.score_on)
-                df["method"] = df["method"].replace({"hostcp": f"hostcp[{ab}]"})
-                keep = (df.method != "full") & ((df.method != "clean_random") | (ab == "default"))
-                rows.append(df[keep])
-                print(f"  {ab} ({time.perf_counter() - t0:.0f}s):", flush=True)
-                print(table(df[keep]).to_string(), flush=True)
-            df = pd.concat(rows)
-            print("(validation accuracy)" if args.score_on == "val" else "(TEST accuracy: report only)")
-        else:
-            df = value_curve(
-                d.x_train, d.y_train, d.x_val, d.y_val, d.x_test, d.y_test, n_classes=d.n_classes,
-                budgets=budgets, methods=args.methods.split(","), seeds=seeds,
-                flagged=d.flagged, suspect=d.suspect, method_config={"hostcp": hostcp},
-            )
-        df["dataset"] = d.name
+        pooled = []
+        for split in splits:
+            df, d, clean = _run_split(makers[name](split_seed=split), args, seeds, budgets, detector, hostcp)
+            df["split"] = split
+            pooled.append(df)
+        df = pd.concat(pooled)
         all_rows.append(df)
+        if len(splits) > 1:
+            print(f"\n## {d.name}: pooled over splits {args.split_seed}")
         print(table(df).to_markdown() if hasattr(pd.DataFrame, "to_markdown") and _has_tabulate()
               else table(df).to_string(), flush=True)
         if not args.ablate:
-            for line in check_targets(df, clean=bool((~flip).all())):
+            for line in check_targets(df, clean=clean):
                 print("  " + line)
+            if len(splits) > 1:
+                for split, part in df.groupby("split"):
+                    print(f"  split {split}: {split_margins(part)}")
         print(f"({time.perf_counter() - t0:.0f} s)", flush=True)
     if args.out:
         pd.concat(all_rows).to_csv(args.out, index=False)
+
+
+def _run_split(d, args, seeds: int, budgets: tuple[float, ...], detector: dict, hostcp: dict):
+    """One split of one dataset: its flags, every method's (or ablation's) rows, and whether it is clean."""
+    t0 = time.perf_counter()
+    d = with_flags(d, seed=args.flag_seed, detector=detector)
+    flip = d.y_train != d.y_true
+    prec = (flip & d.flagged).sum() / max(d.flagged.sum(), 1)
+    rec = (flip & d.flagged).sum() / max(flip.sum(), 1)
+    print(f"\n## {d.name}: train {len(d.y_train)}, val {len(d.y_val)}, test {len(d.y_test)}; "
+          f"flagged {int(d.flagged.sum())} (precision {prec:.2f}, recall {rec:.2f})", flush=True)
+    if args.ablate:
+        # tune on VALIDATION: the evaluator is scored on the val split, never on test
+        rows = []
+        for ab in args.ablations.split(","):
+            df = _ablate_one(d, ABLATIONS[ab], seeds, budgets, score_on=args.score_on)
+            df["method"] = df["method"].replace({"hostcp": f"hostcp[{ab}]"})
+            keep = (df.method != "full") & ((df.method != "clean_random") | (ab == "default"))
+            rows.append(df[keep])
+            print(f"  {ab} ({time.perf_counter() - t0:.0f}s):", flush=True)
+            print(table(df[keep]).to_string(), flush=True)
+        df = pd.concat(rows)
+        print("(validation accuracy)" if args.score_on == "val" else "(TEST accuracy: report only)")
+    else:
+        df = value_curve(
+            d.x_train, d.y_train, d.x_val, d.y_val, d.x_test, d.y_test, n_classes=d.n_classes,
+            budgets=budgets, methods=args.methods.split(","), seeds=seeds,
+            flagged=d.flagged, suspect=d.suspect, method_config={"hostcp": hostcp},
+        )
+    df["dataset"] = d.name
+    return df, d, bool((~flip).all())
 
 
 def _ablate_one(
