@@ -238,7 +238,8 @@ def refine_table(
     """NearestChosen + outside_gain + update per batch, dense vs graph path (float32, as run), and
     their gains' error against the dense path in float64 (same batches, same swaps for all three).
     Above ``dense_max`` points only the graph path runs (its batches from itself)."""
-    from core.selection.refine import NearestChosen, cluster_batches, outside_gain
+    from core.selection.refine import NearestChosen, outside_gain
+    from core.selection.swap_batches import cluster_batches
 
     rows = []
     before = torch.get_num_threads()

@@ -71,7 +71,8 @@ def swap_pass(
     Returns:
         ``(chosen (N,) bool, number of points swapped in)``.
     """
-    from core.selection.refine import NearestChosen, cluster_batches, outside_gain
+    from core.selection.refine import NearestChosen, outside_gain
+    from core.selection.swap_batches import cluster_batches
 
     ncls = int(y.max()) + 1 if cfg.class_quotas else 0
     with torch.no_grad():

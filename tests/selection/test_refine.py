@@ -11,8 +11,9 @@ import core.selection.refine as refine_module
 from core.progress import NullReporter
 from core.selection.layer import SelectionLayer
 from core.selection.readout import swap_pass as _swap_pass
-from core.selection.refine import NearestChosen, cluster_batches, outside_gain
+from core.selection.refine import NearestChosen, outside_gain
 from core.selection.selector import HostCPConfig, SelectionModel
+from core.selection.swap_batches import cluster_batches
 
 
 def _points(n=120, dim=4, seed=0):
