@@ -331,7 +331,8 @@ def _read_out(run: _Run) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """
     task, cfg = run.task, run.cfg
     chosen, rank = greedy_start(run.model, run.data, task.y_train, run.allowed, task.k, task.n_classes,
-                                run.rng, weights=run.shift.weights, shares=run.shift.shares)
+                                run.rng, weights=run.shift.weights, shares=run.shift.shares,
+                                suspect=run.env.pd.suspect)
     swaps, cache = [], {}
     for sp in range(cfg.swap_passes):
         span = (_ONLINE_SHARE + (1 - _ONLINE_SHARE) * sp / cfg.swap_passes,

@@ -53,11 +53,15 @@ GRAPH_MIN, GRAPH_MAX = 10, 64
 
 def facility_location_greedy(
     x: np.ndarray, k: int, *, power: float = 1.0, weights: np.ndarray | None = None,
+    own_gain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy maximisation of ``sum_i w_i max_{j in S} s(i, j)``, ``s = d_max - d`` (``d`` euclidean
     raised to ``power``: 1 is k-median; larger powers weigh far, poorly covered points more).
     Towards k-center as the power grows. ``weights`` (``(n,)``, >= 0; ``None``: all 1) say how
-    much each point counts as one to be represented (a target's density ratio).
+    much each point counts as one to be represented (a target's density ratio). ``own_gain``
+    (``(n,)`` in [0, 1]; ``None``: all 1) is how much of a candidate's gain for covering *itself*
+    counts: 0 lets a point gain only for the others it represents, so a point far from the rest
+    of its class (a mislabel the detector missed) is no longer drawn in for being alone.
 
     Exact greedy, vectorised with torch over all candidates per step (O(n^2) per pick);
     callers run it per class to keep ``n`` small.
@@ -79,8 +83,11 @@ def facility_location_greedy(
     cur = torch.zeros(n)
     chosen = torch.zeros(n, dtype=torch.bool)
     order, gains = [], []
+    drop = None if own_gain is None else 1.0 - torch.as_tensor(np.asarray(own_gain), dtype=sim.dtype)
     for _ in range(k):
         g = torch.clamp(sim - cur[:, None], min=0).sum(0)  # (n,) gain of each candidate
+        if drop is not None:  # less of the gain for covering itself
+            g = g - drop * torch.clamp(torch.diagonal(sim) - cur, min=0)
         g[chosen] = -1.0
         j = int(torch.argmax(g))
         order.append(j)
@@ -103,7 +110,7 @@ def graph_neighbours(n: int, k: int) -> int:
 
 def facility_location_sparse(
     x: np.ndarray, k: int, *, power: float = 1.0, n_neighbors: int | None = None,
-    weights: np.ndarray | None = None,
+    weights: np.ndarray | None = None, own_gain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy facility location on a kNN graph (module docstring): memory ``O(n m)``.
 
@@ -113,6 +120,7 @@ def facility_location_sparse(
         power: Distances enter raised to this power (as in :func:`facility_location_greedy`).
         n_neighbors: ``m``, neighbours per point; ``None``: :func:`graph_neighbours`.
         weights: ``(n,)`` how much each point counts (>= 0), as in :func:`facility_location_greedy`.
+        own_gain: ``(n,)`` share of each candidate's gain for covering itself, as there.
 
     Returns:
         ``(order (k,) indices in pick order, gains (k,) marginal gain of each pick)``, gains
@@ -127,7 +135,7 @@ def facility_location_sparse(
     nbr, sim = _graph(np.asarray(x), n_neighbors or graph_neighbours(n, k), power)
     if weights is not None:
         sim = sim * np.asarray(weights, dtype=np.float64)[:, None]
-    return _sparse_greedy(nbr, sim, k)
+    return _sparse_greedy(nbr, sim, k, own_gain=own_gain)
 
 
 def _graph(x: np.ndarray, m: int, power: float) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +153,9 @@ def _graph(x: np.ndarray, m: int, power: float) -> tuple[np.ndarray, np.ndarray]
     return nbr, d[:, -1:] - d  # (n, m + 1), >= 0; the m-th neighbour gains nothing
 
 
-def _sparse_greedy(nbr: np.ndarray, sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _sparse_greedy(
+    nbr: np.ndarray, sim: np.ndarray, k: int, *, own_gain: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact greedy on ``F(S) = sum_i max_{t: nbr[i, t] in S} sim[i, t]`` with incremental gains.
 
     ``gain[j] = sum over rows i listing j of max(0, sim[i, j] - cur[i])``. A pick ``j``
@@ -159,6 +169,9 @@ def _sparse_greedy(nbr: np.ndarray, sim: np.ndarray, k: int) -> tuple[np.ndarray
     ptr = np.concatenate([[0], np.cumsum(np.bincount(flat, minlength=n))])
     sim_flat = sim.ravel()
     gain = np.bincount(flat, weights=sim_flat, minlength=n)  # (n,) float64
+    drop = None if own_gain is None else 1.0 - np.asarray(own_gain, dtype=np.float64)
+    if drop is not None:  # column 0 is each point itself (_graph)
+        gain -= drop * sim[:, 0]
     cur = np.zeros(n)
     order = np.empty(k, dtype=np.int64)
     gains = np.empty(k)
@@ -176,6 +189,8 @@ def _sparse_greedy(nbr: np.ndarray, sim: np.ndarray, k: int) -> tuple[np.ndarray
         cur[rows] = new
         row_sim = sim[rows]  # (r, m + 1)
         delta = np.maximum(row_sim - old[:, None], 0.0) - np.maximum(row_sim - new[:, None], 0.0)
+        if drop is not None:
+            delta[:, 0] *= 1.0 - drop[rows]
         np.subtract.at(gain, nbr[rows].ravel(), delta.ravel())
     return order, gains
 
@@ -193,6 +208,7 @@ def facility_location_per_class(
     sparse: bool | None = None,
     n_neighbors: int | None = None,
     weights: np.ndarray | None = None,
+    own_gain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy facility location inside each class, ``quotas[c]`` picks from class ``c``.
 
@@ -205,6 +221,7 @@ def facility_location_per_class(
         sparse: ``None`` by class size, ``True`` / ``False`` sparse / dense for every class.
         n_neighbors: Neighbours per point of the sparse graph (``None``: by the budget).
         weights: ``(N,)`` how much each point counts as one to be represented (``None``: alike).
+        own_gain: ``(N,)`` share of each candidate's gain for covering itself (``None``: all of it).
 
     Returns:
         ``(selected (N,) bool, scores (N,))``; scores rank picks inside a class by
@@ -223,18 +240,23 @@ def facility_location_per_class(
             continue
         if _use_sparse(sparse, len(members)):
             order, _ = facility_location_sparse(x[members], int(quotas[c]), power=power,
-                                                n_neighbors=n_neighbors,
-                                                weights=None if weights is None else weights[members])
+                                                n_neighbors=n_neighbors, **_rows(members, weights, own_gain))
         else:
             if len(members) > max_class:
                 members = np.sort(rng.choice(members, max_class, replace=False))
             order, _ = facility_location_greedy(x[members], int(quotas[c]), power=power,
-                                                weights=None if weights is None else weights[members])
+                                                **_rows(members, weights, own_gain))
         selected[members[order]] = True
         scores[members[order]] = 1.0 + (len(order) - np.arange(len(order))) / len(order)
         if reporter is not None:
             reporter.report("selection", (c + 1) / len(quotas), f"class {c + 1}/{len(quotas)}")
     return selected, scores
+
+
+def _rows(members: np.ndarray, weights: np.ndarray | None, own_gain: np.ndarray | None) -> dict:
+    """The per-point arrays of one class's members."""
+    return {"weights": None if weights is None else weights[members],
+            "own_gain": None if own_gain is None else np.asarray(own_gain)[members]}
 
 
 def _use_sparse(sparse: bool | None, n: int) -> bool:

@@ -191,3 +191,19 @@ def test_graph_path_reuses_a_given_graph_and_handles_a_set_of_one(one_thread):
     dense = NearestChosen(f, chosen, graph=False)
     expect = outside_gain(dense, np.array([5, 6]), torch.ones(300, dtype=f.dtype), cap=3.0)
     torch.testing.assert_close(gain, expect, atol=1e-5, rtol=1e-7)
+
+
+def test_own_gain_is_dropped_for_the_top_suspects_in_proportion_to_the_flagged_share():
+    from core.selection.readout import OWN_GAIN_SHARE, own_gain_weights
+
+    rng = np.random.default_rng(0)
+    suspect = rng.random(1000)
+    allowed = np.ones(1000, dtype=bool)
+    assert own_gain_weights(suspect, allowed) is None  # nothing flagged: the plain greedy
+    assert own_gain_weights(None, allowed) is None
+    allowed[np.argsort(suspect)[-300:]] = False  # 30 % flagged
+    w = own_gain_weights(suspect, allowed)
+    dropped = np.flatnonzero(w == 0)
+    assert allowed[dropped].all()  # only candidates; the flagged are not opened anyway
+    assert len(dropped) == pytest.approx(OWN_GAIN_SHARE * 0.3 * 700, abs=2)
+    assert suspect[dropped].min() > suspect[allowed & (w == 1)].max()  # the most suspect of them

@@ -152,6 +152,37 @@ def test_facility_location_joint_matches_brute_force_and_gives_spread_classes_mo
     assert not np.isin(order, np.arange(12, 16)).any()
 
 
+def test_without_its_own_gain_a_point_gains_only_for_the_others_it_represents():
+    """``own_gain=0``: the exact greedy of the others' coverage, dense and sparse; a point far
+    from the rest of its class (a mislabel the detector missed) is left for last."""
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(size=(30, 2)), [[9.0, 9.0]]]).astype(np.float32)
+    none, far_only = np.zeros(31), np.r_[np.ones(30), 0.0]
+
+    def brute(sim, k):
+        greedy, cur = [], np.zeros(31)
+        for _ in range(k):
+            gain = np.maximum(sim - cur[:, None], 0).sum(0) - np.maximum(np.diag(sim) - cur, 0)
+            gain[greedy] = -np.inf
+            greedy.append(int(np.argmax(gain)))
+            cur = np.maximum(cur, sim[:, greedy[-1]])
+        return greedy
+
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    assert facility_location_greedy(x, 6, own_gain=none)[0].tolist() == brute(d.max() - d, 6)
+    nbr, gsim = fl_module._graph(x, 5, 1.0)
+    full = np.zeros((31, 31))
+    full[np.arange(31)[:, None], nbr] = gsim
+    assert facility_location_sparse(x, 6, n_neighbors=5, own_gain=none)[0].tolist() == brute(full, 6)
+    assert 30 in facility_location_greedy(x, 6)[0]  # with its own gain the far point is picked
+    assert 30 not in facility_location_greedy(x, 6, own_gain=far_only)[0]
+    for m in (5, 30):
+        assert 30 in facility_location_sparse(x, 6, n_neighbors=m)[0]
+        assert 30 not in facility_location_sparse(x, 6, n_neighbors=m, own_gain=far_only)[0]
+    y = np.zeros(31, dtype=int)  # per class: the weights follow each class's members
+    assert 30 not in np.flatnonzero(facility_location_per_class(x, y, np.array([6]), own_gain=far_only)[0])
+
+
 def _truncated_cost(x, order, m):
     """Brute force of the sparse greedy's objective: sum_i min(d(i, S), r_i), r_i the m-th distance."""
     d = np.linalg.norm(x[:, None] - x[None], axis=-1)
