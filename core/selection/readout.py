@@ -67,11 +67,11 @@ def own_gain_weights(suspect: np.ndarray | None, allowed: np.ndarray) -> np.ndar
     """``(N,)`` 0 for the most suspect allowed points, 1 for the rest; ``None`` when none is dropped.
 
     The share dropped is :data:`OWN_GAIN_SHARE` times the share of points not allowed (the
-    flagged ones): about nothing on clean data, where the top suspects are hard clean points,
-    and about 6 % of the unflagged points where 30 % are flagged.
+    flagged ones): nothing on clean data (under one point's worth), where the top suspects are
+    hard clean points, and about 6 % of the unflagged points where 30 % are flagged.
     """
     share = OWN_GAIN_SHARE * float((~allowed).mean())
-    if suspect is None or share <= 0 or not allowed.any():
+    if suspect is None or share * allowed.sum() < 1:  # not one point's worth (clean data)
         return None
     cut = np.quantile(suspect[allowed], 1 - share)
     return np.where(allowed & (suspect >= cut), 0.0, 1.0)

@@ -201,6 +201,9 @@ def test_own_gain_is_dropped_for_the_top_suspects_in_proportion_to_the_flagged_s
     allowed = np.ones(1000, dtype=bool)
     assert own_gain_weights(suspect, allowed) is None  # nothing flagged: the plain greedy
     assert own_gain_weights(None, allowed) is None
+    allowed[:4] = False  # 4 flagged of 1000: under one point's worth
+    assert own_gain_weights(suspect, allowed) is None
+    allowed[:4] = True
     allowed[np.argsort(suspect)[-300:]] = False  # 30 % flagged
     w = own_gain_weights(suspect, allowed)
     dropped = np.flatnonzero(w == 0)
