@@ -84,10 +84,11 @@ def facility_location_greedy(
     chosen = torch.zeros(n, dtype=torch.bool)
     order, gains = [], []
     drop = None if own_gain is None else 1.0 - torch.as_tensor(np.asarray(own_gain), dtype=sim.dtype)
+    own_sim = torch.diagonal(sim)  # each candidate's similarity to itself
     for _ in range(k):
         g = torch.clamp(sim - cur[:, None], min=0).sum(0)  # (n,) gain of each candidate
         if drop is not None:  # less of the gain for covering itself
-            g = g - drop * torch.clamp(torch.diagonal(sim) - cur, min=0)
+            g = g - drop * torch.clamp(own_sim - cur, min=0)
         g[chosen] = -1.0
         j = int(torch.argmax(g))
         order.append(j)
@@ -169,9 +170,9 @@ def _sparse_greedy(
     ptr = np.concatenate([[0], np.cumsum(np.bincount(flat, minlength=n))])
     sim_flat = sim.ravel()
     gain = np.bincount(flat, weights=sim_flat, minlength=n)  # (n,) float64
-    drop = None if own_gain is None else 1.0 - np.asarray(own_gain, dtype=np.float64)
-    if drop is not None:  # column 0 is each point itself (_graph)
-        gain -= drop * sim[:, 0]
+    own = None if own_gain is None else np.asarray(own_gain, dtype=np.float64)
+    if own is not None:  # column 0 is each point itself (_graph): count only ``own`` of it
+        gain -= (1.0 - own) * sim[:, 0]
     cur = np.zeros(n)
     order = np.empty(k, dtype=np.int64)
     gains = np.empty(k)
@@ -189,8 +190,8 @@ def _sparse_greedy(
         cur[rows] = new
         row_sim = sim[rows]  # (r, m + 1)
         delta = np.maximum(row_sim - old[:, None], 0.0) - np.maximum(row_sim - new[:, None], 0.0)
-        if drop is not None:
-            delta[:, 0] *= 1.0 - drop[rows]
+        if own is not None:
+            delta[:, 0] *= own[rows]
         np.subtract.at(gain, nbr[rows].ravel(), delta.ravel())
     return order, gains
 
