@@ -66,6 +66,7 @@ VARIANTS: dict[str, dict] = {
     "group4": {"scale": {"solve_group": 4}},  # batch problems per solver call, one existing-set snapshot
     "group8": {"scale": {"solve_group": 8}},
     "group16": {"scale": {"solve_group": 16}},
+    "no_choice": {"learn_phi": False, "scale": {"choice_sample": 0}},  # the swap passes' set, always
 }
 
 
@@ -125,8 +126,10 @@ def _run_one(job: tuple) -> dict:
         sel = res.selected
         acc = subset_value(f["x_train"][sel], f["y_train"][sel], f["x_test"], f["y_test"],
                            n_classes=f["n_classes"], seed=seed)
+        val = subset_value(f["x_train"][sel], f["y_train"][sel], f["x_val"], f["y_val"],
+                           n_classes=f["n_classes"], seed=seed)
     return {"dataset": name, "fold": fold, "seed": seed, "budget": budget, "method": label,
-            "accuracy": acc, "seconds": secs}
+            "accuracy": acc, "val_accuracy": val, "seconds": secs, "readout": res.info.get("readout", "")}
 
 
 def summarise(df: pd.DataFrame) -> str:

@@ -61,6 +61,8 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
 def split_margins(df: pd.DataFrame) -> str:
     """HOST-CP minus the best baseline per budget (points) on one split, and who that baseline is."""
     g = df[df.method != "full"].groupby(["method", "budget"])["accuracy"].mean().unstack()
+    if "hostcp" not in g.index or len(g) < 2:  # --methods hostcp alone (was a crash: argmax of nothing)
+        return "(margins need HOST-CP and a baseline in the same run)"
     base = g.drop(index="hostcp")
     return ", ".join(f"{b:.0%} {(g.loc['hostcp', b] - base[b].max()) * 100:+.1f} ({base[b].idxmax()})"
                      for b in g.columns)

@@ -99,6 +99,17 @@ def test_select_with_a_validation_file_makes_every_row_a_candidate(small_csv, tm
     assert len(sel) == 180 and sel["value"].notna().all() and sel["selected"].sum() == 36
 
 
+def test_select_says_which_read_out_the_validation_set_kept(small_csv, tmp_path, capsys):
+    df = pd.read_csv(small_csv)
+    data, val = tmp_path / "data.csv", tmp_path / "val.csv"
+    df.iloc[:180].to_csv(data, index=False)
+    df.iloc[180:].to_csv(val, index=False)  # 60 rows: enough for a choice (CHOICE_MIN_VAL)
+    assert main(["select", str(data), "--val", str(val), "--out", str(tmp_path / "out"), "--budget", "0.2",
+                 "--method", "hostcp"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("read-out: "))
+    assert "swap passes" in line and "k-center" in line and "%" in line
+
+
 def test_select_represents_a_validation_file_whose_classes_differ_from_the_pool(small_csv, tmp_path, capsys):
     df = pd.read_csv(small_csv)
     rows = {c: np.flatnonzero(df["label"] == c) for c in ("ant", "bee", "cat")}

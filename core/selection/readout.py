@@ -6,7 +6,8 @@ so the read-out starts from per-class greedy facility location in the learned f_
 space among the unflagged points (class quotas by size: allocating them by coverage
 was + on digits and - on the mixture, README "How the read-out was chosen"); swap
 passes (:mod:`core.selection.refine`) then let the convex layer re-decide each
-cluster against the rest of the set.
+cluster against the rest of the set. Of that set, the greedy start and greedy k-center,
+the validation set keeps one (:mod:`core.selection.readout_choice`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ A run is four steps (:meth:`HostCPSelector._run`):
 3. an online read-out pass over every point (at most ``scale.score_sample``), which scores
    each point by how often and how strongly it was opened;
 4. the set at the budget (:mod:`core.selection.readout`): per-class greedy
-   facility location in f_phi space, then swap passes through the layer. When the
+   facility location in f_phi space, then swap passes through the layer; of that set,
+   the greedy start and greedy k-center, the one whose MLP scores best on the validation
+   set (:mod:`core.selection.readout_choice`). When the
    pool is shifted from the validation set (:mod:`core.selection.target`, checked in
    step 1), the set represents the validation set's distribution: quotas by its class
    shares, and each point's cost of being represented weighted by its density ratio.
@@ -54,6 +56,7 @@ from core.selection.online import (
     solver_calls,
 )
 from core.selection.readout import greedy_start, swap_pass
+from core.selection.readout_choice import ReadoutChoice, choose_readout, kcenter_allowed
 from core.selection.target import TargetShift, detect_shift, no_shift, sample_rows
 from core.valuation.base import SelectionMethod, SelectionTask, SelectOutput
 
@@ -180,7 +183,7 @@ class HostCPSelector(SelectionMethod):
         online = _online_pass(run, run.learning_passes, learning=False)
         times["online"] = time.perf_counter() - t0 - sum(times.values())
         score = (run.u_sum + run.open_count) / (2.0 * np.maximum(run.seen, 1))  # how often, how strongly
-        chosen, rank, swaps = _read_out(run)
+        chosen, rank, swaps, choice = _read_out(run)
         times["readout"] = time.perf_counter() - t0 - sum(times.values())
         # the chosen set ranks first, in greedy pick order (a prefix is the greedy set of that size),
         # then the rest by how often and how strongly the online pass opened them
@@ -190,6 +193,7 @@ class HostCPSelector(SelectionMethod):
             "pass_selected": int(online.sum()),
             "adjusted": task.k - int(online.sum()),
             "swaps": swaps,
+            **choice.info(),
             **run.shift.info(),
             "n_flagged": flags["n_flagged"],
             "flag_source": flags["source"],
@@ -323,16 +327,20 @@ def _report(run: _Run, message: str) -> None:
     run.reporter.report("selection", run.online_share * min(run.work_done / run.total_work, 1.0), message)
 
 
-def _read_out(run: _Run) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """The set at the budget: per-class greedy in f_phi space, then swap passes. ``(chosen, rank, swaps)``.
+def _read_out(run: _Run) -> tuple[np.ndarray, np.ndarray, list[int], ReadoutChoice]:
+    """The set at the budget: ``(chosen, rank, swaps, choice)``.
 
-    Starting from the online pass's own set instead lost on the tuning folds (2-6 points
-    behind greedy at every budget on clean digits; README, "How the read-out was chosen").
+    Per-class greedy in f_phi space, then swap passes; of that set, the greedy start and
+    greedy k-center among the allowed points, the one whose MLP does best on the validation
+    set (:mod:`core.selection.readout_choice`). Starting from the online pass's own set
+    instead lost on the tuning folds (2-6 points behind greedy at every budget on clean
+    digits; README, "How the read-out was chosen").
     """
     task, cfg = run.task, run.cfg
     chosen, rank = greedy_start(run.model, run.data, task.y_train, run.allowed, task.k, task.n_classes,
                                 run.rng, weights=run.shift.weights, shares=run.shift.shares,
                                 suspect=run.env.pd.suspect)
+    start = chosen.copy()
     swaps, cache = [], {}
     for sp in range(cfg.swap_passes):
         span = (_ONLINE_SHARE + (1 - _ONLINE_SHARE) * sp / cfg.swap_passes,
@@ -343,7 +351,22 @@ def _read_out(run: _Run) -> tuple[np.ndarray, np.ndarray, list[int]]:
         swaps.append(changed)
         if changed == 0:
             break
-    return chosen, rank, swaps
+    if cfg.scale.choice_sample == 0:
+        return chosen, rank, swaps, ReadoutChoice("swap passes", {}, "scale.choice_sample=0: no choice")
+    run.reporter.check_cancelled()
+    run.reporter.report("selection", 1.0, "choosing the read-out on the validation set")
+    candidates = {"swap passes": chosen, "greedy start": start}
+    if np.array_equal(start, chosen):  # no swap changed the set: one model is enough
+        del candidates["greedy start"]
+    kc = kcenter_allowed(task.x_train, run.allowed, task.k, task.seed)
+    if kc is not None:  # None: too many points x picks (KCENTER_MAX_WORK)
+        candidates["k-center"] = kc[0]
+    choice = choose_readout(candidates, task, sample=cfg.scale.choice_sample)
+    if kc is None:
+        choice.reason += f"; k-center left out ({task.n:,} points x {task.k:,} picks: too slow)"
+    if choice.name == "k-center":
+        return kc[0], kc[1], swaps, choice
+    return candidates[choice.name], rank, swaps, choice
 
 
 def _flags(task: SelectionTask, cfg: HostCPConfig) -> tuple[np.ndarray, np.ndarray, str]:

@@ -133,3 +133,16 @@ def test_a_run_that_found_a_shift_says_whom_the_subset_represents(project):
                   info={**run.info, "shift_detected": True, "target": note})
     at = open_page("select")
     assert any(i.value == f"**Target:** {note}." for i in at.info)
+
+
+def test_a_hostcp_run_shows_which_read_out_the_validation_set_kept(project):
+    store, did = project
+    run = store.latest_run(did)
+    info = {"k": int(run.selected.sum()), "readout": "k-center",
+            "readout_val_accuracy": {"swap passes": 0.912, "greedy start": 0.905, "k-center": 0.931}}
+    store.add_run(did, method="hostcp", budget=run.budget, seed=0, settings={"method": "hostcp"},
+                  selected=run.selected, value=run.value, info=info)
+    at = open_page("select")
+    assert not at.exception, at.exception
+    line = [c.value for c in at.caption if c.value.startswith("Read-out: k-center")]
+    assert line and "swap passes 91.2%" in line[0] and "k-center 93.1%" in line[0]

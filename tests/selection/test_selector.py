@@ -296,7 +296,8 @@ def test_grouped_solves_and_a_learning_sample_keep_the_contract(settings):
     ({"solver": 3}, "HostCPConfig.solver must be text (str); got 3 (int)."),
     ({"scale": 3}, "HostCPConfig.scale must be a ScaleConfig; got 3 (int)."),
     ({"scale": {"solve_group": True}}, "ScaleConfig.solve_group must be an integer (int); got True (bool)."),
-    ({"scale": {"sample": 5}}, "HostCPConfig.scale has no setting 'sample'; valid: learn_sample,"),
+    ({"scale": {"sample": 5}},
+     "HostCPConfig.scale has no setting 'sample'; valid: choice_sample, learn_sample,"),
 ])
 def test_config_fields_must_have_their_types(settings, message):
     with pytest.raises(ConfigError) as err:
