@@ -8,7 +8,7 @@ import pytest
 from core.errors import ConfigError
 from core.selection import readout_choice
 from core.selection.config import ScaleConfig
-from core.selection.readout_choice import CHOICE_MIN_VAL, choose_readout, kcenter_allowed
+from core.selection.readout_choice import CHOICE_MIN_VAL, CHOICE_SEED_OFFSET, choose_readout, kcenter_allowed
 from core.valuation import SelectionTask, get_method
 
 FAST = {"epochs": 1, "batch_size": 16, "n_existing": 4, "proj_dim": 8}
@@ -68,7 +68,10 @@ def test_a_large_candidate_is_judged_on_a_seeded_sample_of_its_own_rows():
 
     def value(x, y, xv, yv, **kw):
         seen.append(x.copy())
+        seeds.append(kw["seed"])
         return 0.5
+
+    seeds = []
 
     choose_readout({"big": big}, task, sample=40, value=value)
     choose_readout({"big": big}, task, sample=40, value=value)
@@ -76,6 +79,7 @@ def test_a_large_candidate_is_judged_on_a_seeded_sample_of_its_own_rows():
     rows = {tuple(r) for r in task.x_train[:300]}
     assert all(tuple(r) in rows for r in seen[0])  # only the candidate's own points
     np.testing.assert_array_equal(seen[0], seen[1])  # the same sample for the same seed
+    assert seeds == [task.seed + CHOICE_SEED_OFFSET] * 2  # a model of its own, not the run seed's
 
 
 def test_kcenter_among_the_allowed_points_leaves_the_flagged_out_and_ranks_picks_in_order():
