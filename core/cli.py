@@ -205,10 +205,10 @@ def cmd_select(args: argparse.Namespace) -> int:
     )
     if run.info.get("shift_detected"):  # the subset represents the validation set, not the pool
         print(f"target: {run.info['target']}")
-    from core.selection.readout_choice import readout_line  # here: core.selection loads torch
+    if run.info.get("readout_val_accuracy"):  # HOST-CP's candidates, judged on the validation set
+        from core.selection.readout_choice import readout_line  # only then: core.selection loads torch
 
-    if line := readout_line(run.info):  # HOST-CP's candidates, judged on the validation set
-        print(line)
+        print(readout_line(run.info))
     return EXIT_OK
 
 

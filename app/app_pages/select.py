@@ -169,9 +169,10 @@ with services.engine_errors("Showing the run"):
     m[3].metric("Flagged overall", int(flagged.sum()))
     if run.info.get("shift_detected"):  # HOST-CP found the pool unlike the validation set
         st.info(f"**Target:** {run.info['target']}.", icon=":material/target:")
-    from core.selection.readout_choice import readout_line  # here: core.selection loads torch
+    if run.info.get("readout_val_accuracy"):  # which of HOST-CP's read-outs the validation set kept
+        from core.selection.readout_choice import readout_line  # only then: core.selection loads torch
 
-    if line := readout_line(run.info):  # which of HOST-CP's read-outs the validation set kept
+        line = readout_line(run.info)
         st.caption(line[0].upper() + line[1:] + ".")
     if not at_run_budget:
         st.info(

@@ -7,7 +7,7 @@ on clean digits at 20-30 %. The method's premise is that value is what the clean
 set says, so each candidate is judged there: an MLP (:func:`core.evaluate.subset_value`, the
 app's value-curve model) trained on the candidate's points, scored on the validation rows.
 Choosing by that among the swap passes' set, the greedy start and k-center met 27 of the 28
-tuning cells (23 with the swap passes' set always), +10.0 points summed (README, "Which
+tuning cells (23 with the swap passes' set always), +9.7 points summed (README, "Which
 read-out, chosen by the validation set").
 """
 
@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from core.progress import Reporter
 from core.valuation.base import SelectionTask
 from core.valuation.kcenter import kcenter_greedy
 
@@ -33,10 +34,10 @@ logger = logging.getLogger(__name__)
 #: initialisation the choice would otherwise select for.
 CHOICE_SEED_OFFSET = 7919
 
-#: Greedy k-center costs about (points x picks) distance updates: 10^8 took 6 s on 2 cores
-#: (50,000 x 2,000, 64-d). Above this much work it is left out of the candidates (about 20 s);
-#: a million points at 10 % would be 10^11, hours.
-KCENTER_MAX_WORK = 3e8
+#: Greedy k-center costs about points x picks x dimensions: 10^8 points x picks took 6 s on
+#: 2 cores in 64-d (50,000 x 2,000). Above this much work (about 20 s) it is left out of the
+#: candidates; a million 64-d points at 10 % would be 6e12, hours.
+KCENTER_MAX_WORK = 2e10
 
 #: Fewer validation points than this: the swap passes' set is kept without a choice (with 30
 #: points a one-point accuracy difference is a third of a point; the choice would be noise).
@@ -54,21 +55,24 @@ class ReadoutChoice:
 
 
 def kcenter_allowed(
-    x: np.ndarray, allowed: np.ndarray, k: int, seed: int
+    x: np.ndarray, allowed: np.ndarray, k: int, seed: int, reporter: Reporter | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Greedy k-center among the allowed points in the encoder's metric (the baseline's, flags left out).
 
+    Like the k-center baseline it ignores classes: its set keeps no class quotas (the choice
+    leaves it out where a detected shift sets them, :func:`core.selection.selector._read_out`).
+
     Returns:
         ``(chosen (N,) bool, rank (N,) in (0, 1]: 1 for the first pick, 0 if not picked)``, or
-        ``None`` where ``N x k`` is above :data:`KCENTER_MAX_WORK`.
+        ``None`` where ``N x k x D`` is above :data:`KCENTER_MAX_WORK`.
     """
-    if len(allowed) * k > KCENTER_MAX_WORK:
+    if float(len(allowed)) * k * x.shape[1] > KCENTER_MAX_WORK:
         return None
     order = []
     # too few allowed points: all of them, then k-center among the flagged (as the greedy start tops up)
     for idx in (np.flatnonzero(allowed), np.flatnonzero(~allowed)):
         if len(order) < k and len(idx):
-            order.extend(idx[kcenter_greedy(x[idx], k - len(order), seed=seed)])
+            order.extend(idx[kcenter_greedy(x[idx], k - len(order), seed=seed, reporter=reporter)])
     order = np.asarray(order, dtype=np.int64)
     chosen, rank = np.zeros(len(allowed), dtype=bool), np.zeros(len(allowed))
     chosen[order] = True
@@ -78,25 +82,32 @@ def kcenter_allowed(
 
 def choose_readout(
     candidates: dict[str, np.ndarray], task: SelectionTask, *, sample: int,
-    value: Callable[..., float] | None = None,
+    value: Callable[..., float] | None = None, reporter: Reporter | None = None,
 ) -> ReadoutChoice:
     """The candidate (a ``(N,)`` bool mask) whose MLP scores best on ``task``'s validation rows.
 
     The first candidate wins ties and is kept without a choice where the validation set is
     smaller than :data:`CHOICE_MIN_VAL`. A candidate above ``sample`` points is judged by an
     MLP on a seeded random ``sample`` of it (the same size for all, so the cost stops growing).
-    ``value`` (default :func:`core.evaluate.subset_value`) is the model's score; a test may
-    pass another.
+    ``value`` (default :func:`core.evaluate.subset_value`, on the task's device) is the model's
+    score; a test may pass another. ``reporter`` is asked before each candidate whether the
+    job was cancelled.
     """
     first = next(iter(candidates))
     if len(task.y_val) < CHOICE_MIN_VAL:
         return ReadoutChoice(first, {}, f"validation set under {CHOICE_MIN_VAL} points: no choice")
     if value is None:
-        from core.evaluate import subset_value as value
+        from functools import partial
+
+        from core.evaluate import subset_value
+
+        value = partial(subset_value, device=task.device)
     rng = np.random.default_rng(task.seed)
     seed = task.seed + CHOICE_SEED_OFFSET
     scores: dict[str, float] = {}
     for name, chosen in candidates.items():
+        if reporter is not None:
+            reporter.check_cancelled()
         rows = np.flatnonzero(chosen)
         if len(rows) > sample:
             rows = np.sort(rng.choice(rows, sample, replace=False))

@@ -56,7 +56,7 @@ from core.selection.online import (
     solver_calls,
 )
 from core.selection.readout import greedy_start, swap_pass
-from core.selection.readout_choice import ReadoutChoice, choose_readout, kcenter_allowed
+from core.selection.readout_choice import CHOICE_MIN_VAL, ReadoutChoice, choose_readout, kcenter_allowed
 from core.selection.target import TargetShift, detect_shift, no_shift, sample_rows
 from core.valuation.base import SelectionMethod, SelectionTask, SelectOutput
 
@@ -156,8 +156,9 @@ class HostCPSelector(SelectionMethod):
         Each shard advances ``exchange_every`` solver calls per round against the pass's
         existing set; between rounds the driver merges the openings of every shard and,
         in a learning pass, averages phi and theta (:mod:`core.selection.online`). The
-        read-out (greedy start, swap passes) stays here. One shard gives the result of a
-        run in this process for the seed; ``executor=None`` is that run.
+        read-out (greedy start, swap passes, the choice on the validation set) stays here.
+        One shard gives the result of a run in this process for the seed; ``executor=None``
+        is that run.
         """
         for name, value in (("shards", shards), ("exchange_every", exchange_every)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -351,19 +352,28 @@ def _read_out(run: _Run) -> tuple[np.ndarray, np.ndarray, list[int], ReadoutChoi
         swaps.append(changed)
         if changed == 0:
             break
+    final = "swap passes" if cfg.swap_passes else "greedy start"
     if cfg.scale.choice_sample == 0:
-        return chosen, rank, swaps, ReadoutChoice("swap passes", {}, "scale.choice_sample=0: no choice")
+        return chosen, rank, swaps, ReadoutChoice(final, {}, "scale.choice_sample=0: no choice")
+    if len(task.y_val) < CHOICE_MIN_VAL:  # no choice: build nothing to throw away
+        return chosen, rank, swaps, choose_readout({final: chosen}, task, sample=cfg.scale.choice_sample)
     run.reporter.check_cancelled()
     run.reporter.report("selection", 1.0, "choosing the read-out on the validation set")
-    candidates = {"swap passes": chosen, "greedy start": start}
-    if np.array_equal(start, chosen):  # no swap changed the set: one model is enough
-        del candidates["greedy start"]
-    kc = kcenter_allowed(task.x_train, run.allowed, task.k, task.seed)
-    if kc is not None:  # None: too many points x picks (KCENTER_MAX_WORK)
-        candidates["k-center"] = kc[0]
-    choice = choose_readout(candidates, task, sample=cfg.scale.choice_sample)
-    if kc is None:
-        choice.reason += f"; k-center left out ({task.n:,} points x {task.k:,} picks: too slow)"
+    candidates = {final: chosen, "greedy start": start}  # one entry where no swap changed the set
+    left_out = ""
+    if run.shift.shares is not None:  # a target (detected shift or target=on) sets the class quotas
+        left_out = "k-center left out (the target sets the class quotas; k-center keeps none)"
+        kc = None
+    else:
+        kc = kcenter_allowed(task.x_train, run.allowed, task.k, task.seed, reporter=run.reporter)
+        if kc is None:  # too much work (KCENTER_MAX_WORK)
+            left_out = (f"k-center left out ({task.n:,} points x {task.k:,} picks x {task.x_train.shape[1]} "
+                        "dimensions: too slow)")
+        else:
+            candidates["k-center"] = kc[0]
+    choice = choose_readout(candidates, task, sample=cfg.scale.choice_sample, reporter=run.reporter)
+    if left_out:
+        choice.reason += f"; {left_out}"
     if choice.name == "k-center":
         return kc[0], kc[1], swaps, choice
     return candidates[choice.name], rank, swaps, choice

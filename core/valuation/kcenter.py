@@ -19,6 +19,7 @@ def kcenter_greedy(x: np.ndarray, k: int, *, seed: int = 0, reporter: Reporter |
     first = int(rng.integers(n))
     order = [first]
     dist = np.maximum(sq - 2 * x @ x[first] + sq[first], 0)  # (N,) squared distance to centers
+    dist[first] = -1.0  # never picked twice (once exact duplicates are all covered, every distance is 0)
     for t in range(1, min(k, n)):
         j = int(np.argmax(dist))
         order.append(j)

@@ -100,11 +100,11 @@ def test_kcenter_among_the_allowed_points_leaves_the_flagged_out_and_ranks_picks
 
 def test_kcenter_is_left_out_where_points_x_picks_is_too_much_work(monkeypatch):
     task = _task(n=240, n_val=90)
-    monkeypatch.setattr(readout_choice, "KCENTER_MAX_WORK", 240 * task.k - 1)
+    monkeypatch.setattr(readout_choice, "KCENTER_MAX_WORK", 240 * task.k * 5 - 1)  # 5-d points
     assert kcenter_allowed(task.x_train, np.ones(task.n, dtype=bool), task.k, seed=0) is None
     res = get_method("hostcp", **FAST).fit(task).result
     assert "k-center" not in res.info["readout_val_accuracy"]
-    assert "k-center left out (240 points x 48 picks: too slow)" in res.info["readout_reason"]
+    assert "k-center left out (240 points x 48 picks x 5 dimensions: too slow)" in res.info["readout_reason"]
     assert res.selected.sum() == task.k
 
 
@@ -126,3 +126,46 @@ def test_choice_sample_below_zero_is_refused():
     assert ScaleConfig(choice_sample=0).choice_sample == 0
     with pytest.raises(ConfigError, match="choice_sample must be 0 or more"):
         ScaleConfig(choice_sample=-1)
+
+
+def test_a_kept_kcenter_set_holds_k_unflagged_points_and_ranks_them_first(monkeypatch):
+    import core.evaluate
+
+    task = _task(n=240, n_val=90)
+    flagged = np.zeros(task.n, dtype=bool)
+    flagged[::10] = True
+    task = SelectionTask(task.x_train, task.y_train, task.x_val, task.y_val, n_classes=3, budget=0.2,
+                         seed=0, flagged=flagged, suspect=flagged.astype(float))
+    spread = {}
+
+    def value(x, y, xv, yv, **kw):  # k-center's set is the most spread out: let it win
+        key = float(np.linalg.norm(x - x.mean(0), axis=1).mean())
+        spread[key] = len(x)
+        return key
+
+    monkeypatch.setattr(core.evaluate, "subset_value", value)
+    res = get_method("hostcp", **FAST).fit(task).result
+    assert res.info["readout"] == "k-center", res.info["readout_val_accuracy"]
+    sel = res.selected
+    assert sel.sum() == task.k and not (sel & flagged).any()
+    assert res.scores[sel].min() > res.scores[~sel].max()  # the chosen set ranks first
+    assert set(spread.values()) == {task.k}  # every candidate judged on all of its k points
+
+
+def test_kcenter_is_left_out_where_the_target_sets_class_quotas():
+    task = _task(n=240, n_val=90)
+    res = get_method("hostcp", **FAST, target="on").fit(task).result
+    assert "k-center" not in res.info["readout_val_accuracy"]
+    assert "the target sets the class quotas" in res.info["readout_reason"]
+    small_task = _task(n=240, n_val=CHOICE_MIN_VAL - 2)
+    small = get_method("hostcp", **FAST).fit(small_task).result
+    assert small.info["readout_val_accuracy"] == {} and small.selected.sum() == small_task.k
+
+
+def test_kcenter_never_picks_a_point_twice_among_exact_duplicates():
+    from core.valuation.kcenter import kcenter_greedy
+
+    x = np.repeat(np.eye(3, dtype=np.float32), 4, axis=0)  # 3 distinct rows, 4 copies each
+    for seed in range(5):
+        order = kcenter_greedy(x, 8, seed=seed)
+        assert len(order) == 8 and len(set(order.tolist())) == 8  # the first pick came back before
