@@ -113,7 +113,7 @@ def _run_one(job: tuple) -> dict:
     from core.evaluate import subset_value
     from core.valuation import SelectionTask, get_method
 
-    name, fold, seed, budget, label, method, cfg = job
+    name, fold, seed, budget, label, method, cfg, with_val = job
     with threadpool_limits(1):
         f = _fold(name, fold)
         task = SelectionTask(
@@ -127,7 +127,7 @@ def _run_one(job: tuple) -> dict:
         acc = subset_value(f["x_train"][sel], f["y_train"][sel], f["x_test"], f["y_test"],
                            n_classes=f["n_classes"], seed=seed)
         val = subset_value(f["x_train"][sel], f["y_train"][sel], f["x_val"], f["y_val"],
-                           n_classes=f["n_classes"], seed=seed)
+                           n_classes=f["n_classes"], seed=seed) if with_val else float("nan")
     return {"dataset": name, "fold": fold, "seed": seed, "budget": budget, "method": label,
             "accuracy": acc, "val_accuracy": val, "seconds": secs, "readout": res.info.get("readout", "")}
 
@@ -170,6 +170,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="a HostCPConfig override for every variant, repeatable (as in hostcp select; "
                          "scale.solve_group=16 sets a ScaleConfig field)")
+    ap.add_argument("--val-accuracy", action="store_true",
+                    help="also score each subset on the tune-val rows (a second MLP per run), to simulate "
+                         "choosing among variants by the validation set")
     ap.add_argument("--out", default="", help="append raw rows to this CSV")
     ap.add_argument("--summarise", default="", help="only print the tables of these CSVs (comma-separated)")
     args = ap.parse_args()
@@ -185,9 +188,10 @@ def main() -> None:
             for seed in range(args.seeds):
                 for b in (float(s) for s in args.budgets.split(",")):
                     for m in filter(None, args.baselines.split(",")):
-                        jobs.append((name, fold, seed, b, m, m, {}))
+                        jobs.append((name, fold, seed, b, m, m, {}, args.val_accuracy))
                     for v in filter(None, args.variants.split(",")):
-                        jobs.append((name, fold, seed, b, v, "hostcp", _merged(VARIANTS[v], extra)))
+                        jobs.append((name, fold, seed, b, v, "hostcp", _merged(VARIANTS[v], extra),
+                                     args.val_accuracy))
     t0 = time.perf_counter()
     # spawned workers: the engine must not be forked (core.processes warns, and cleanlab's pool can hang)
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as ex:

@@ -67,8 +67,9 @@ class ScaleConfig:
     def __post_init__(self) -> None:
         _check_types(self)
         for f in fields(self):
-            if getattr(self, f.name) < (0 if f.name == "choice_sample" else 1):
-                least = "0 or more" if f.name == "choice_sample" else "positive"
+            zero_ok = f.name == "choice_sample"  # 0: no choice
+            if getattr(self, f.name) < (0 if zero_ok else 1):
+                least = "0 or more" if zero_ok else "positive"
                 raise ConfigError(f"ScaleConfig.{f.name} must be {least}; got {getattr(self, f.name)}.")
 
 

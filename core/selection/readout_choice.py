@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,11 +45,13 @@ KCENTER_MAX_WORK = 2e10
 CHOICE_MIN_VAL = 50
 
 
+@dataclass
 class ReadoutChoice:
     """Which candidate was kept, each one's validation accuracy, and why (for the run's info)."""
 
-    def __init__(self, name: str, scores: dict[str, float], reason: str) -> None:
-        self.name, self.scores, self.reason = name, scores, reason
+    name: str
+    scores: dict[str, float]
+    reason: str
 
     def info(self) -> dict:
         return {"readout": self.name, "readout_val_accuracy": self.scores, "readout_reason": self.reason}
@@ -113,18 +116,16 @@ def choose_readout(
             rows = np.sort(rng.choice(rows, sample, replace=False))
         scores[name] = round(float(value(task.x_train[rows], task.y_train[rows], task.x_val, task.y_val,
                                          n_classes=task.n_classes, seed=seed)), 4)
-    best = max(scores, key=lambda n: (scores[n], -list(scores).index(n)))  # ties: the earlier candidate
+    best = max(scores, key=scores.get)  # max keeps the first of equal scores: the earlier candidate
     logger.debug("read-out choice: %s", scores)
     return ReadoutChoice(best, scores, "best validation accuracy of an MLP trained on each candidate")
 
 
-def readout_line(info: dict) -> str | None:
+def readout_line(info: dict) -> str:
     """One line for the CLI and the Select page: the read-out kept and each candidate's score.
 
-    ``None`` for runs without a choice (other methods, older runs, ``choice_sample=0``).
+    For a run whose info holds ``readout_val_accuracy`` (the callers check, so that runs
+    without a choice do not import this module, which loads torch through ``core.selection``).
     """
-    scores = info.get("readout_val_accuracy") or {}
-    if not scores:
-        return None
-    parts = ", ".join(f"{name} {acc:.1%}" for name, acc in scores.items())
+    parts = ", ".join(f"{name} {acc:.1%}" for name, acc in info["readout_val_accuracy"].items())
     return f"read-out: {info['readout']} (validation accuracy of an MLP trained on each: {parts})"

@@ -359,13 +359,17 @@ def _read_out(run: _Run) -> tuple[np.ndarray, np.ndarray, list[int], ReadoutChoi
         return chosen, rank, swaps, choose_readout({final: chosen}, task, sample=cfg.scale.choice_sample)
     run.reporter.check_cancelled()
     run.reporter.report("selection", 1.0, "choosing the read-out on the validation set")
-    candidates = {final: chosen, "greedy start": start}  # one entry where no swap changed the set
+    candidates = {final: chosen}
+    if not np.array_equal(start, chosen):  # the swap passes changed the set: the start is a second candidate
+        candidates["greedy start"] = start
     left_out = ""
     if run.shift.shares is not None:  # a target (detected shift or target=on) sets the class quotas
         left_out = "k-center left out (the target sets the class quotas; k-center keeps none)"
         kc = None
     else:
-        kc = kcenter_allowed(task.x_train, run.allowed, task.k, task.seed, reporter=run.reporter)
+        # its "k-center i/k" messages at the stage's end, not a progress bar running back from 1
+        kc = kcenter_allowed(task.x_train, run.allowed, task.k, task.seed,
+                             reporter=SubReporter(run.reporter, 1.0, 1.0))
         if kc is None:  # too much work (KCENTER_MAX_WORK)
             left_out = (f"k-center left out ({task.n:,} points x {task.k:,} picks x {task.x_train.shape[1]} "
                         "dimensions: too slow)")
